@@ -1,0 +1,40 @@
+"""Clip geometry shared by sampling, masking and the model: the one place tubelet and patch live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Shape of one clip and of its token grid.
+
+    A clip is `num_frames` frames of `size`x`size` pixels; the model cuts it into tubelets of
+    `tubelet` frames x `patch` x `patch` pixels, so the token grid is `grid = (T', H', W')` =
+    (num_frames / tubelet, size / patch, size / patch) and a mask has that shape.
+    """
+
+    num_frames: int = 16
+    size: int = 224
+    tubelet: int = 2
+    patch: int = 16
+
+    def __post_init__(self):
+        if self.num_frames % self.tubelet:
+            raise ValueError(f"num_frames={self.num_frames} is not a multiple of tubelet={self.tubelet}")
+        if self.size % self.patch:
+            raise ValueError(f"size={self.size} is not a multiple of patch={self.patch}")
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return (self.num_frames // self.tubelet, self.size // self.patch, self.size // self.patch)
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def tokens_per_slot(self) -> int:
+        _, h, w = self.grid
+        return h * w
