@@ -1,0 +1,255 @@
+"""Decode videos with PyAV: frames and/or the motion vectors the bitstream already carries.
+
+One pass gives both: the decoder exports each frame's motion vectors as side data while it
+reconstructs the pixels. Three things matter (measured, see DESIGN.md):
+- the export flag must be set on the *stream's* codec context, not passed to `av.open`;
+- frame threading makes the exported vectors differ from run to run, so we use slice threads;
+- for motion-only reads, `skip_loop_filter` / `skip_idct` keep the vectors identical and skip
+  part of the reconstruction (the pixels are then garbage, so never combined with `pixels=True`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from mgm.errors import VideoError
+from mgm.motion import MotionField, accumulate, mvs_to_grid
+
+# AVPictureType -> the three letters users know; S/SI/SP/BI are rare and map to their kin.
+_PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
+
+# Codecs whose FFmpeg decoders export motion vectors (flags2 +export_mvs).
+MV_CODECS = {"h264", "mpeg4", "mpeg2video", "mpeg1video", "h263", "msmpeg4v2", "msmpeg4v3", "flv1"}
+
+REENCODE_HINT = "re-encode it to H.264, e.g. `mgm transcode VIDEO --out DIR`"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int
+    height: int
+    num_frames: int  # from the container header; may be 0 or approximate for some formats
+    fps: float
+    codec: str
+
+
+class Frame:
+    """One decoded frame in display order.
+
+    index: 0-based display index; frame_type: "I", "P" or "B";
+    mvs: structured array of motion-vector records (None for intra frames or when not asked for);
+    rgb: uint8 [H, W, 3], converted on first access (None when pixels were not asked for), so
+    callers that keep only some frames pay the colour conversion only for those.
+    """
+
+    __slots__ = ("index", "frame_type", "mvs", "_raw", "_rgb")
+
+    def __init__(self, index: int, frame_type: str, mvs, raw=None):
+        self.index, self.frame_type, self.mvs, self._raw, self._rgb = index, frame_type, mvs, raw, None
+
+    @property
+    def rgb(self) -> np.ndarray | None:
+        if self._rgb is None and self._raw is not None:
+            self._rgb = self._raw.to_ndarray(format="rgb24")
+        return self._rgb
+
+
+def _open(path):
+    """Open a container and its first video stream, turning every failure into a one-line VideoError."""
+    import av
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VideoError(path, "no such file")
+    if os.path.isdir(path):
+        raise VideoError(path, "is a directory, not a video file")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise VideoError(path, f"not a readable video ({_short(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "contains no video stream")
+    return container, container.streams.video[0]
+
+
+def _short(e: Exception) -> str:
+    """FFmpeg's reason without the errno and file name PyAV wraps around it."""
+    return (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip().lower()
+
+
+def probe(path) -> VideoInfo:
+    container, stream = _open(path)
+    try:
+        ctx = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate or 0
+        return VideoInfo(os.fspath(path), ctx.width, ctx.height, int(stream.frames or 0),
+                         float(rate), ctx.name)
+    finally:
+        container.close()
+
+
+def require_motion_vectors(codec_name: str, path) -> None:
+    if codec_name not in MV_CODECS:
+        raise VideoError(path, f"its {codec_name} stream carries no motion vectors FFmpeg can export; "
+                               f"{REENCODE_HINT}")
+
+
+def _configure(stream, *, motion: bool, fast: bool, path: str) -> None:
+    ctx = stream.codec_context
+    if motion:
+        require_motion_vectors(ctx.name, path)
+    # Slice threads only: frame threads make the exported vectors nondeterministic.
+    stream.thread_type = "SLICE"
+    opts = {}
+    if motion:
+        opts["flags2"] = "+export_mvs"
+    if fast:
+        opts.update(skip_loop_filter="all", skip_idct="all")
+    if opts:
+        ctx.options = opts
+
+
+def _index_of(frame, stream, base_pts) -> int | None:
+    """Display index of a decoded frame from its timestamp (needed after a seek)."""
+    if frame.pts is None or not stream.average_rate:
+        return None
+    seconds = (frame.pts - base_pts) * stream.time_base
+    return int(round(seconds * stream.average_rate))
+
+
+def iter_frames(path, *, pixels: bool = True, motion: bool = True, start: int = 0,
+                stop: int | None = None, fast: bool = False) -> Iterator[Frame]:
+    """Decode frames `start <= index < stop` in display order, with pixels and/or motion vectors.
+
+    `fast=True` (motion only) skips the loop filter and the inverse DCT: identical vectors, less work.
+    For `start > 0` it seeks to the keyframe before `start` and decodes forward, using timestamps
+    to recover display indices; if the container has no usable timestamps it decodes from the start.
+    """
+    import av
+
+    if fast and pixels:
+        raise ValueError("fast=True corrupts pixels; use it only with pixels=False")
+    path = os.fspath(path)
+    container, stream = _open(path)
+    try:
+        _configure(stream, motion=motion, fast=fast, path=path)
+        base_pts = stream.start_time if stream.start_time is not None else 0
+        by_pts = start > 0 and stream.average_rate and stream.time_base
+        if by_pts:
+            target = base_pts + int(Fraction(start) / Fraction(stream.average_rate) / stream.time_base)
+            try:
+                container.seek(target, backward=True, any_frame=False, stream=stream)
+            except av.FFmpegError:
+                container.seek(0)
+                by_pts = False
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                index = _index_of(frame, stream, base_pts) if by_pts else count
+                if by_pts and count == 0 and (index is None or index > start):
+                    # No timestamps, or the seek overshot: count frames from the very start.
+                    container.seek(0)
+                    yield from _count_from_start(container, stream, pixels, motion, start, stop)
+                    return
+                count += 1
+                if index < start:
+                    continue
+                if stop is not None and index >= stop:
+                    break
+                yield _wrap(frame, index, pixels, motion)
+        except av.FFmpegError as e:
+            if count == 0:
+                raise VideoError(path, f"cannot decode ({_short(e)})") from None
+            # A truncated tail: keep what decoded, as players do.
+    finally:
+        container.close()
+
+
+def _count_from_start(container, stream, pixels, motion, start, stop):
+    for index, frame in enumerate(container.decode(stream)):
+        if stop is not None and index >= stop:
+            break
+        if index >= start:
+            yield _wrap(frame, index, pixels, motion)
+
+
+def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
+    mvs = None
+    if motion:
+        sd = frame.side_data.get("MOTION_VECTORS")
+        if sd is not None:
+            mvs = sd.to_ndarray()
+    return Frame(index, _PICT_TYPES.get(int(frame.pict_type), "P"), mvs, frame if pixels else None)
+
+
+def _motion_field(frames, width: int, height: int, block: int, path) -> MotionField:
+    """Stack per-frame grids. frames: iterable of Frame -> MotionField [F, Hb, Wb]."""
+    dxs, dys, knowns, types = [], [], [], []
+    for f in frames:
+        dx, dy, known = mvs_to_grid(f.mvs, width, height, block)
+        dxs.append(dx), dys.append(dy), knowns.append(known), types.append(f.frame_type)
+    if not types:
+        raise VideoError(path, "no frames could be decoded")
+    return MotionField(np.stack(dxs), np.stack(dys), np.stack(knowns), np.array(types, dtype="<U1"),
+                       width, height, block)
+
+
+def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = None,
+                progress: bool = False) -> MotionField:
+    """Dense per-block motion of every decoded frame in [start, stop), by the motion-only fast path.
+
+    Returns a MotionField: dx, dy float32 [F, ceil(H/block), ceil(W/block)], frame types [F].
+    """
+    info = probe(path)
+    require_motion_vectors(info.codec, path)
+    frames = iter_frames(path, pixels=False, motion=True, start=start, stop=stop, fast=True)
+    if progress:
+        from tqdm import tqdm
+        end = min(info.num_frames, stop) if stop is not None else info.num_frames
+        frames = tqdm(frames, total=max(end - start, 0) or None, unit="frame", leave=False,
+                      desc=os.path.basename(os.fspath(path)))
+    return _motion_field(frames, info.width, info.height, block, path)
+
+
+def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block: int = 16):
+    """One decode pass: the sampled frames' pixels and each one's motion over the preceding `stride`.
+
+    indices: [T] display indices, non-decreasing; an index past the end repeats the last frame (the
+    padding short videos need). stride defaults to the first gap between indices (1 if T == 1).
+    Returns frames uint8 [T, H, W, 3], dx, dy float32 [T, Hb, Wb] (motion.accumulate over the
+    decoded frames i - stride + 1 .. i), and the MotionField of every decoded frame.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if stride is None:
+        stride = int(indices[1] - indices[0]) if len(indices) > 1 else 1
+    stride = max(int(stride), 1)
+    first = max(int(indices.min()) - stride + 1, 0)
+    last = int(indices.max())
+    info = probe(path)
+    wanted = set(indices.tolist())
+    kept: dict[int, Frame] = {}
+
+    def frames():
+        for f in iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1):
+            if f.index in wanted:
+                kept[f.index] = f
+            kept["last"] = f  # an index past the end repeats the last frame
+            yield f
+
+    field = _motion_field(frames(), info.width, info.height, block, path)
+    end = first + field.num_frames - 1  # last decoded display index
+    if indices[0] > end:
+        raise VideoError(path, f"has {end + 1} frames; the clip starts at frame {indices[0]}")
+    clamped = np.minimum(indices, end)
+    video = np.stack([kept.get(i, kept["last"]).rgb for i in clamped.tolist()])
+    dx, dy = accumulate(field.dx, field.dy, clamped, stride, offset=first)
+    return video, dx, dy, field

@@ -1,0 +1,53 @@
+"""Read the motion of every frame from the video's own motion vectors (no optical flow).
+
+Writes OUT.npz with, for every decoded frame in display order (F frames):
+  dx, dy      float32 [F, ceil(H/16), ceil(W/16)]: forward motion of each 16x16 block's content
+              from the previous frame to this one, pixels per frame, x right, y down;
+              0 where a frame or block has no motion vector (I-frames, intra blocks).
+  frame_type  [F] strings "I", "P", "B".
+Exact for videos encoded with one reference frame and no B-frames (`mgm transcode` default);
+with several references or B-frames a vector may span 1-3 frames: rank magnitudes, don't read speeds.
+An all-intra video has no motion: every value is 0 and a warning says so.
+"""
+
+import sys
+
+NAME = "motion"
+HELP = "write per-frame block motion (dx, dy, frame_type) of a video to .npz"
+
+
+def add_arguments(p):
+    p.add_argument("video", help="input video (H.264, MPEG-4 Part 2, MPEG-2, ...)")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--block", type=int, default=16, help="block size in pixels (default 16)")
+    p.add_argument("--camera", choices=["none", "median", "affine"], default="none",
+                   help="subtract camera motion: per-frame median vector or affine fit (default none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args):
+    import os
+
+    from mgm import codec
+    from mgm.errors import MGMError
+    from mgm.motion import remove_camera_motion
+
+    if args.block <= 0:
+        raise MGMError(f"--block must be positive, got {args.block}")
+    field = codec.read_motion(args.video, block=args.block, progress=not args.quiet)
+    if args.camera != "none":
+        field.dx, field.dy = remove_camera_motion(field.dx, field.dy, field.known, args.camera)
+    if not field.known.any():
+        print(f"mgm motion: warning: {args.video}: no motion vectors in any of its "
+              f"{field.num_frames} frames (all-intra video?); dx, dy are all 0", file=sys.stderr)
+    out = args.out if args.out.endswith(".npz") else args.out + ".npz"
+    tmp = out + ".tmp.npz"
+    try:
+        field.save_npz(tmp)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise MGMError(f"{out}: cannot write ({e.strerror})") from None
+    if not args.quiet:
+        counts = {t: int((field.frame_type == t).sum()) for t in "IPB"}
+        print(f"{out}: {field.num_frames} frames {counts}, grid {field.dx.shape[1]}x{field.dx.shape[2]}",
+              file=sys.stderr)
