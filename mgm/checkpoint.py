@@ -1,0 +1,107 @@
+"""Complete, atomic checkpoints and RNG capture, loadable with torch.load(weights_only=True).
+
+A training checkpoint (assembled by mgm.trainer) holds: model, optimizer, scheduler, scaler,
+step, epoch, batches_done (data-loader position inside the epoch), config (plain dict) and rng
+(per-rank python / numpy / torch / cuda states as tensors and plain types). Files are named
+`ckpt-<step:08d>.pt` in the run directory; `--resume auto` takes the highest step.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mgm.errors import MGMError
+
+_NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / f"ckpt-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoints in run_dir, oldest first (by step in the name, not by mtime)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write `state` to path atomically: a reader (or a SIGKILL) sees the old file or the new one,
+    never half of one -- write a temp file in the same directory, fsync, then rename over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """torch.load(weights_only=True): tensors and plain containers only, no code execution."""
+    path = Path(path)
+    if not path.is_file():
+        raise MGMError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which and why, in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise MGMError(f"{path}: cannot load checkpoint ({first[:200]})") from None
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps everything)."""
+    if keep <= 0:
+        return
+    for p in list_checkpoints(run_dir)[:-keep]:
+        p.unlink(missing_ok=True)
+
+
+def capture_rng() -> dict:
+    """This process's RNG states as tensors / plain types (weights_only-loadable)."""
+    version, keys, gauss = random.getstate()
+    name, np_keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {
+        "python": [version, list(keys), gauss],
+        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,199 @@
+"""The loops shared by pre-training, fine-tuning and linear probing: `train_one_epoch` and `evaluate`.
+
+A task differs only in how a batch becomes a loss (`loss_fn(model, batch) -> scalar tensor`) or
+logits; everything else -- autocast, gradient accumulation, DDP no_sync, clipping, GradScaler,
+the per-step lr schedule, the non-finite check, progress and step callbacks -- lives here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Callable
+
+import torch
+
+from mgm import distributed as D
+from mgm.errors import MGMError
+
+
+class NonFiniteLossError(MGMError):
+    """The loss became NaN/inf: training stops before the optimizer step (weights stay finite)."""
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU (CPU bf16 is opt-in:
+    it is often slower than fp32 there and changes results)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """Context manager for the forward pass; a no-op in fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_scaler(device: torch.device, precision: str):
+    """A GradScaler only for fp16 (bf16 has fp32's exponent range and needs none)."""
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled or D.rank() != 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False)
+
+
+def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer, schedule, *,
+                    device: torch.device, steps: int, precision: str = "fp32", scaler=None,
+                    accum_steps: int = 1, clip_grad: float = 0.0, step_offset: int = 0,
+                    on_step: Callable[[int, dict], None] | None = None, desc: str = "train",
+                    progress: bool = True) -> dict:
+    """Run `steps` optimizer steps of `accum_steps` micro-batches each, drawn from `loader`.
+
+    loss_fn(model, batch) -> scalar loss of one micro-batch (mean over its samples).
+    step_offset: global optimizer steps done before this call (for on_step and logs).
+    on_step(global_step, metrics) runs after every optimizer step (logging, checkpoints); metrics
+    has loss (averaged over ranks and micro-batches), lr, grad_norm, step_time.
+    Raises NonFiniteLossError (before the optimizer step) if the loss is NaN/inf on any rank.
+    Returns the mean loss over the epoch and the number of steps run.
+    """
+    model.train()
+    bar = _progress(steps, desc, progress)
+    it = iter(loader)
+    total_loss, done = 0.0, 0
+    for local_step in range(steps):
+        t0 = time.perf_counter()
+        lr = schedule.step() if schedule is not None else optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        for micro in range(accum_steps):
+            try:
+                batch = next(it)
+            except StopIteration:
+                raise MGMError(f"{desc}: the data loader ran out after {local_step} steps "
+                               f"(expected {steps} x {accum_steps} micro-batches)") from None
+            batch = to_device(batch, device)
+            # DDP averages gradients on every backward; skip that on all but the last micro-batch.
+            sync = micro == accum_steps - 1 or not hasattr(model, "no_sync")
+            with (contextlib.nullcontext() if sync else model.no_sync()):
+                with autocast(device, precision):
+                    loss = loss_fn(model, batch)
+                scaled = loss.float() / accum_steps
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            loss_sum += loss.detach().double()
+        # One reduction per step: the logged loss and a verdict all ranks agree on.
+        mean_loss = loss_sum / accum_steps
+        if D.world_size() > 1:
+            torch.distributed.all_reduce(mean_loss)
+            mean_loss /= D.world_size()
+        loss_value = float(mean_loss)
+        if not math.isfinite(loss_value):
+            optimizer.zero_grad(set_to_none=True)
+            if bar is not None:
+                bar.close()
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss_value}) at step {step_offset + local_step + 1}; "
+                f"stopped before the optimizer step, the last checkpoint in the run dir is the last good one")
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if clip_grad > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip_grad, foreach=False))
+        else:
+            grad_norm = float(torch.norm(torch.stack([p.grad.detach().float().norm() for p in params]))) \
+                if params else 0.0
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        total_loss += loss_value
+        done += 1
+        metrics = {"loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+                   "step_time": time.perf_counter() - t0}
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+            bar.update(1)
+        if on_step is not None:
+            on_step(step_offset + local_step + 1, metrics)
+    if bar is not None:
+        bar.close()
+    return {"loss": total_loss / max(1, done), "steps": done}
+
+
+def topk_correct(probs: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, int]:
+    """probs [N, K], labels [N] -> {k: number of rows whose label is among the k highest}."""
+    out = {}
+    for k in ks:
+        k_eff = min(k, probs.shape[1])
+        top = probs.topk(k_eff, dim=1).indices
+        out[k] = int((top == labels[:, None]).any(dim=1).sum())
+    return out
+
+
+@torch.no_grad()
+def evaluate(predict: Callable, model: torch.nn.Module, loader, *, device: torch.device,
+             precision: str = "fp32", desc: str = "eval", progress: bool = True) -> dict:
+    """Multi-view evaluation: softmax probabilities of all views of a video are averaged.
+
+    predict(model, video [B, C, T, H, W]) -> logits [B, K]. A batch's "video" may also be
+    [B, V, C, T, H, W] (V views per item); views of one video may also arrive as separate items
+    sharing batch["index"]. Either way the video's prediction is the mean of its views' softmax.
+    Distributed: each rank evaluates its shard, rank results are merged by video index.
+    Returns top1, top5 (in %), loss (NLL of the averaged probabilities), videos, views.
+    """
+    model.eval()
+    sums: dict[int, list] = {}  # video index -> [prob sum [K], views, label]
+    bar = _progress(len(loader), desc, progress)
+    for batch in loader:
+        video = batch["video"].to(device, non_blocking=True)
+        b = video.shape[0]
+        views = 1
+        if video.dim() == 6:
+            views = video.shape[1]
+            video = video.flatten(0, 1)
+        with autocast(device, precision):
+            logits = predict(model, video)
+        probs = logits.float().softmax(-1).view(b, views, -1).sum(1).cpu()
+        for i, idx in enumerate(batch["index"].tolist()):
+            entry = sums.setdefault(int(idx), [torch.zeros(probs.shape[1], dtype=torch.float64), 0,
+                                               int(batch["label"][i])])
+            entry[0] += probs[i].double()
+            entry[1] += views
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    merged: dict[int, list] = {}
+    for part in D.all_gather_objects(sums):
+        for idx, (p, v, label) in part.items():
+            if idx in merged:
+                merged[idx][0] += p
+                merged[idx][1] += v
+            else:
+                merged[idx] = [p.clone(), v, label]
+    if not merged:
+        raise MGMError(f"{desc}: the evaluation set is empty")
+    keys = sorted(merged)
+    probs = torch.stack([merged[k][0] / merged[k][1] for k in keys])
+    labels = torch.tensor([merged[k][2] for k in keys])
+    correct = topk_correct(probs, labels)
+    nll = -probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()
+    return {"top1": 100.0 * correct[1] / len(keys), "top5": 100.0 * correct[5] / len(keys),
+            "loss": float(nll), "videos": len(keys), "views": sum(merged[k][1] for k in keys)}

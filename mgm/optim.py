@@ -1,0 +1,89 @@
+"""AdamW parameter groups (no decay on norms / biases / positions, layer-wise lr decay) and the
+per-step cosine schedule with linear warm-up.
+
+Each param group carries `lr_scale` (layer decay) and the schedule sets `lr = scheduled * lr_scale`,
+as in MAE / VideoMAE / BEiT.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+def scaled_lr(base_lr: float, effective_batch: int) -> float:
+    """MAE's linear scaling rule: lr = base_lr * effective_batch / 256."""
+    return base_lr * effective_batch / 256
+
+
+def param_groups(model: nn.Module, weight_decay: float, *, layer_decay: float = 1.0,
+                 num_layers: int = 0, layer_id: Callable[[str, int], int] | None = None,
+                 no_weight_decay: Iterable[str] = ()) -> list[dict]:
+    """Split trainable parameters into AdamW groups.
+
+    No weight decay for 1-D tensors (norm weights, biases) and for names in `no_weight_decay`
+    (position embeddings, tokens) -- decaying them pulls normalisation gains towards 0.
+    With `layer_decay < 1`, parameter `name` gets lr_scale = layer_decay ** (num_layers + 1 - layer_id(name)),
+    so the patch embedding (id 0) learns slowest and the head (id num_layers + 1) at the full rate.
+    Returns groups with keys params, weight_decay, lr_scale, names (for inspection / tests).
+    """
+    skip = set(no_weight_decay)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim <= 1 or name in skip or name.rsplit(".", 1)[-1] in skip
+        lid = layer_id(name, num_layers) if (layer_id is not None and layer_decay != 1.0) else num_layers + 1
+        key = (lid, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "names": [],
+                           "weight_decay": 0.0 if no_decay else weight_decay,
+                           "lr_scale": layer_decay ** (num_layers + 1 - lid)}
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.95), **group_kw):
+    """AdamW over `param_groups(model, ...)`; `names` stays in the groups for logs / tests."""
+    groups = param_groups(model, weight_decay, **group_kw)
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    # foreach=False: identical float rounding on every run and rank (resume / DDP tests compare bits).
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=False)
+
+
+class CosineSchedule:
+    """Per-step lr: linear warm-up from 0 to `lr` over `warmup_steps`, then cosine down to `min_lr`.
+
+    Call `step()` before each optimizer step; it applies the lr for the current step index and
+    advances. state_dict() is one int, so resuming restores the schedule exactly.
+    """
+
+    def __init__(self, optimizer, lr: float, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0):
+        self.optimizer, self.lr, self.min_lr = optimizer, lr, min_lr
+        self.total_steps, self.warmup_steps = max(1, total_steps), max(0, warmup_steps)
+        self.step_index = 0
+
+    def value(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.lr * step / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def step(self) -> float:
+        lr = self.value(self.step_index)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        self.step_index += 1
+        return lr
+
+    def state_dict(self) -> dict:
+        return {"step_index": self.step_index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_index = int(state["step_index"])

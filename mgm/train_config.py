@@ -1,0 +1,253 @@
+"""Typed training configuration: dataclass defaults < per-command defaults < YAML file < --set overrides.
+
+A config is four sections (model, data, optim, run) of plain fields. Every key anywhere -- in the
+YAML file or on the command line -- must name an existing field; an unknown key is an MGMError that
+names it and lists the valid ones, so a typo never silently trains with a default.
+
+    cfg = load_config("pretrain", path="cfg.yaml", overrides=["optim.base_lr=3e-4", "run.seed=1"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mgm.config import Geometry
+from mgm.errors import MGMError
+
+
+@dataclass
+class ModelSection:
+    preset: str = "tiny"              # ModelConfig preset: tiny, small, base, large (see mgm.model)
+    drop_path: float = 0.0
+    grad_checkpointing: bool = False
+    init: str = ""                    # checkpoint whose encoder initialises fine-tuning / probing
+    pooling: str = "mean"             # linear probe features: "mean" [B,D] or "slots" [B,T'*D]
+
+
+@dataclass
+class DataSection:
+    source: str = "list"              # "list": list files of videos; "random": random tensors (smoke tests)
+    train_list: str = ""
+    val_list: str = ""
+    root: str = ""                    # prefix for relative paths in the list files
+    num_classes: int = 0              # 0 = infer from the labels of the training list
+    num_frames: int = 16
+    size: int = 224
+    tubelet: int = 2
+    patch: int = 16
+    stride: int = 4                   # frames between sampled frames
+    mask: str = "tube"                # masking strategy (mgm.masking.STRATEGIES)
+    mask_ratio: float = 0.9
+    mask_params: dict = field(default_factory=dict)
+    test_clips: int = 1               # evaluation views: temporal clips x spatial crops per video
+    test_crops: int = 1
+    batch_size: int = 8               # per process and per micro-batch
+    num_workers: int = 0
+    random_len: int = 64              # source=random: number of clips
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(num_frames=self.num_frames, size=self.size, tubelet=self.tubelet, patch=self.patch)
+
+
+@dataclass
+class OptimSection:
+    epochs: int = 1
+    max_steps: int = 0                # > 0: stop after this many optimizer steps (schedule still spans epochs)
+    base_lr: float = 1.5e-4           # lr = base_lr * effective_batch / 256
+    min_lr: float = 1e-6
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple = (0.9, 0.95)
+    accum_steps: int = 1              # micro-batches per optimizer step
+    clip_grad: float = 0.0            # max gradient norm; 0 = no clipping
+    layer_decay: float = 1.0          # lr multiplier per layer below the head; 1 = off
+    label_smoothing: float = 0.0
+    mixup: float = 0.0                # Beta(alpha, alpha) for mixup; 0 = off
+    cutmix: float = 0.0               # Beta(alpha, alpha) for cutmix; 0 = off
+    mix_prob: float = 1.0             # probability that a batch is mixed at all
+
+
+@dataclass
+class RunSection:
+    name: str = "run"
+    out_dir: str = "runs"             # the run directory is out_dir/name
+    seed: int = 0
+    device: str = "auto"              # auto = cuda:LOCAL_RANK if available else cpu
+    precision: str = "auto"           # auto (bf16 on GPUs that support it, fp32 on CPU), bf16, fp16, fp32
+    threads: int = 0                  # > 0: torch.set_num_threads
+    ckpt_every: int = 0               # optimizer steps between checkpoints; 0 = at the end of each epoch
+    keep_ckpts: int = 2               # keep the newest N step checkpoints
+    eval_every: int = 1               # epochs between evaluations; 0 = only at the end
+    log_every: int = 10               # optimizer steps between log lines
+    resume: str = ""                  # "" = start fresh, "auto" = newest checkpoint in the run dir, or a path
+    progress: bool = True             # tqdm bars on rank 0
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict:
+        """Plain dict of str/int/float/bool/list/dict (storable with torch.load(weights_only=True))."""
+        d = dataclasses.asdict(self)
+        d["optim"]["betas"] = list(d["optim"]["betas"])
+        return d
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.out_dir) / self.run.name
+
+
+# Recipes that differ from the dataclass defaults (VideoMAE's fine-tuning recipe: betas 0.999,
+# layer decay 0.75, drop path 0.1, label smoothing 0.1; MAE's linear probe: no weight decay).
+COMMAND_DEFAULTS: dict[str, dict] = {
+    "pretrain": {},
+    "finetune": {"optim": {"base_lr": 1e-3, "betas": [0.9, 0.999], "layer_decay": 0.75,
+                           "label_smoothing": 0.1, "warmup_epochs": 0.0},
+                 "model": {"drop_path": 0.1}},
+    "linprobe": {"optim": {"base_lr": 0.1, "weight_decay": 0.0, "betas": [0.9, 0.999]}},
+    "eval": {},
+    "features": {},
+}
+
+
+def _coerce(key: str, value, typ):
+    """Check / convert one value to the field's annotated type; the error names the key."""
+    origin = typing.get_origin(typ) or typ
+    try:
+        if origin is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise TypeError
+        if origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if origin is str:
+            return "" if value is None else str(value)
+        if origin is tuple:
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return tuple(float(v) for v in value)
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise MGMError(f"config key '{key}': {value!r} is not a valid {getattr(origin, '__name__', origin)}")
+
+
+def _apply(cfg: TrainConfig, tree: dict, origin: str) -> None:
+    """Merge a nested {section: {field: value}} dict into cfg; unknown keys are errors."""
+    if not isinstance(tree, dict):
+        raise MGMError(f"{origin}: expected a mapping of sections, got {type(tree).__name__}")
+    sections = {f.name: f for f in dataclasses.fields(cfg)}
+    for name, values in tree.items():
+        if name not in sections:
+            raise MGMError(f"{origin}: unknown config section '{name}' (valid: {', '.join(sections)})")
+        section = getattr(cfg, name)
+        if not isinstance(values, dict):
+            raise MGMError(f"{origin}: section '{name}' must be a mapping")
+        hints = typing.get_type_hints(type(section))
+        for key, value in values.items():
+            if key not in hints:
+                raise MGMError(f"{origin}: unknown config key '{name}.{key}' "
+                               f"(valid in '{name}': {', '.join(hints)})")
+            setattr(section, key, _coerce(f"{name}.{key}", value, hints[key]))
+
+
+def parse_override(text: str) -> dict:
+    """'optim.base_lr=3e-4' -> {'optim': {'base_lr': 3e-4}}; the value is parsed as YAML."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise MGMError(f"--set {text!r}: expected section.key=value, e.g. optim.base_lr=3e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise MGMError(f"--set {text!r}: cannot parse the value ({e.__class__.__name__})") from None
+    return {parts[0]: {parts[1]: value}}
+
+
+def load_config(command: str = "pretrain", path: str | Path | None = None,
+                overrides: list[str] | tuple[str, ...] = (), base: dict | None = None) -> TrainConfig:
+    """Build a TrainConfig: dataclass defaults < COMMAND_DEFAULTS[command] < base < YAML < overrides.
+
+    `base` is a stored config dict (e.g. from a checkpoint) to start from instead of the defaults.
+    """
+    import yaml
+
+    cfg = TrainConfig()
+    _apply(cfg, COMMAND_DEFAULTS.get(command, {}), f"defaults for {command}")
+    if base:
+        _apply(cfg, base, "stored config")
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise MGMError(f"{path}: config file not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise MGMError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        _apply(cfg, tree, str(path))
+    for text in overrides:
+        _apply(cfg, parse_override(text), f"--set {text}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Cross-field checks that would otherwise fail deep inside training."""
+    try:
+        cfg.data.geometry
+    except ValueError as e:
+        raise MGMError(f"config data: {e}") from None
+    if cfg.data.source not in ("list", "random"):
+        raise MGMError(f"config key 'data.source': {cfg.data.source!r} is not one of list, random")
+    if cfg.run.precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise MGMError(f"config key 'run.precision': {cfg.run.precision!r} is not one of auto, bf16, fp16, fp32")
+    if cfg.model.pooling not in ("mean", "slots"):
+        raise MGMError(f"config key 'model.pooling': {cfg.model.pooling!r} is not one of mean, slots")
+    if len(cfg.optim.betas) != 2:
+        raise MGMError("config key 'optim.betas': expected two numbers")
+    for key in ("data.batch_size", "optim.accum_steps", "optim.epochs"):
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) < 1:
+            raise MGMError(f"config key '{key}': must be >= 1")
+
+
+def add_config_arguments(parser) -> None:
+    """The flags every training command shares (everything else goes through --set)."""
+    parser.add_argument("--config", metavar="FILE", help="YAML file with sections model, data, optim, run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set optim.base_lr=3e-4 (repeatable)")
+    parser.add_argument("--name", help="run name (= --set run.name=NAME); the run dir is run.out_dir/NAME")
+    parser.add_argument("--resume", metavar="auto|PATH",
+                        help="resume from a checkpoint; 'auto' = newest in the run dir (if any)")
+
+
+def config_from_args(command: str, args) -> TrainConfig:
+    overrides = list(args.overrides)
+    if getattr(args, "name", None):
+        overrides.append(f"run.name={args.name}")
+    if getattr(args, "resume", None):
+        overrides.append(f"run.resume={args.resume}")
+    return load_config(command, args.config, overrides)
