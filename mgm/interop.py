@@ -1,0 +1,189 @@
+"""Checkpoint interoperability: MCG-NJU VideoMAE and Hugging Face transformers VideoMAE <-> ours.
+
+Our parameter names are MCG-NJU's, so their pre-training checkpoints load as they are and their
+fine-tuning checkpoints only gain an `encoder.` prefix. transformers splits the fused qkv into
+query/key/value and renames every module; `from_hf` / `to_hf` translate both ways.
+
+Known differences (not weights, so not translated): transformers' LayerNorm eps is
+`config.layer_norm_eps` (1e-12 by default) in the blocks and 1e-5 in `decoder.norm` and `fc_norm`,
+VideoMAE uses 1e-6 everywhere (our `ModelConfig.norm_eps`); and transformers keeps no position
+table in its state dict (it always uses the sin-cos table of its own geometry).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import Tensor
+
+# Inside one transformer block: transformers' name -> ours (q/k/v handled separately).
+_HF_BLOCK = {
+    "attention.output.dense": "attn.proj",
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+}
+# Outside the blocks: transformers' prefix -> ours.
+_HF_TOP = {
+    "videomae.embeddings.patch_embeddings.projection.": "encoder.patch_embed.proj.",
+    "videomae.layernorm.": "encoder.norm.",
+    "encoder_to_decoder.": "encoder_to_decoder.",
+    "mask_token": "mask_token",
+    "decoder.norm.": "decoder.norm.",
+    "decoder.head.": "decoder.head.",
+    "fc_norm.": "fc_norm.",
+    "classifier.": "head.",
+}
+_HF_STACKS = {"videomae.encoder.layer.": "encoder.blocks.", "decoder.decoder_layers.": "decoder.blocks."}
+_QKV = "attention.attention."
+
+
+def unwrap(checkpoint: dict) -> dict[str, Tensor]:
+    """The state dict inside a checkpoint file's dict (`model` / `module` / `state_dict` entries),
+    without DDP's `module.` and torch.compile's `_orig_mod.` prefixes."""
+    sd = checkpoint
+    for key in ("model", "module", "state_dict"):
+        if isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
+    out = {}
+    for k, v in sd.items():
+        for prefix in ("module.", "_orig_mod."):
+            k = k.removeprefix(prefix)
+        out[k] = v
+    return out
+
+
+def detect(state_dict: dict[str, Tensor]) -> str:
+    """'hf', 'videomae-finetune' (MCG-NJU fine-tuning layout, no `encoder.` prefix) or 'ours'
+    (ours and MCG-NJU pre-training share names)."""
+    if any(k.startswith("videomae.") for k in state_dict):
+        return "hf"
+    if any(k.startswith(("blocks.", "patch_embed.")) for k in state_dict):
+        return "videomae-finetune"
+    return "ours"
+
+
+def to_ours(checkpoint: dict) -> dict[str, Tensor]:
+    """Any supported checkpoint (dict or wrapped) -> a state dict with our names."""
+    sd = unwrap(checkpoint)
+    if any(".gamma_1" in k or ".gamma_2" in k for k in sd):
+        raise ValueError("checkpoint uses layer scale (gamma_1/gamma_2, init_values > 0), which this model lacks")
+    kind = detect(sd)
+    if kind == "hf":
+        return from_hf(sd)
+    if kind == "videomae-finetune":
+        return {k if k.startswith(("fc_norm.", "head.")) else "encoder." + k: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def _hf_block_to_ours(rest: str) -> str:
+    for hf, ours in _HF_BLOCK.items():
+        if rest.startswith(hf + "."):
+            return ours + rest[len(hf):]
+    raise KeyError(rest)
+
+
+def from_hf(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """transformers VideoMAE (ForPreTraining / ForVideoClassification / Model) -> ours."""
+    out: dict[str, Tensor] = {}
+    qkv: dict[str, dict[str, Tensor]] = {}
+    for k, v in state_dict.items():
+        stack = next((s for s in _HF_STACKS if k.startswith(s)), None)
+        if stack is not None:
+            i, rest = k[len(stack):].split(".", 1)
+            block = f"{_HF_STACKS[stack]}{i}."
+            if rest.startswith(_QKV):
+                qkv.setdefault(block, {})[rest[len(_QKV):]] = v
+            else:
+                out[block + _hf_block_to_ours(rest)] = v
+            continue
+        top = next((p for p in _HF_TOP if k.startswith(p)), None)
+        if top is None:
+            raise KeyError(f"unexpected transformers VideoMAE key {k!r}")
+        out[_HF_TOP[top] + k[len(top):]] = v
+    for block, p in qkv.items():
+        out[block + "attn.qkv.weight"] = torch.cat([p["query.weight"], p["key.weight"], p["value.weight"]])
+        if "query.bias" in p:
+            out[block + "attn.q_bias"] = p["query.bias"]
+            out[block + "attn.v_bias"] = p["value.bias"]
+    if "encoder_to_decoder.weight" in out and "encoder.norm.weight" not in out:
+        raise ValueError("transformers pre-training checkpoint without a final encoder norm "
+                         "(config.use_mean_pooling=True): VideoMAE's pre-training encoder always has one")
+    return out
+
+
+def to_hf(state_dict: dict[str, Tensor], *, check_pos: bool = True) -> dict[str, Tensor]:
+    """Ours -> transformers VideoMAE names. transformers has no place for a position table: with
+    `check_pos` we refuse to export one that is not the sin-cos table it will recompute."""
+    from mgm.model import sincos_table
+
+    sd = unwrap(state_dict)
+    pos = sd.get("encoder.pos_embed")
+    if check_pos and pos is not None and not torch.allclose(pos[0].float(), sincos_table(*pos.shape[1:]), atol=1e-6):
+        raise ValueError("encoder.pos_embed is not the standard sin-cos table (resampled for another geometry?); "
+                         "transformers would silently replace it")
+    inv_top = {ours: hf for hf, ours in _HF_TOP.items()}
+    inv_block = {ours: hf for hf, ours in _HF_BLOCK.items()}
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if k in ("encoder.pos_embed", "decoder_pos_embed"):
+            continue
+        m = re.match(r"(encoder|decoder)\.blocks\.(\d+)\.(.+)", k)
+        if m:
+            stack = {v_: k_ for k_, v_ in _HF_STACKS.items()}[f"{m[1]}.blocks."]
+            block, rest = f"{stack}{m[2]}.", m[3]
+            if rest == "attn.qkv.weight":
+                q, kk, vv = v.chunk(3)
+                out[block + _QKV + "query.weight"] = q
+                out[block + _QKV + "key.weight"] = kk
+                out[block + _QKV + "value.weight"] = vv
+            elif rest in ("attn.q_bias", "attn.v_bias"):
+                out[block + _QKV + ("query.bias" if rest == "attn.q_bias" else "value.bias")] = v
+            else:
+                ours = next(o for o in inv_block if rest.startswith(o + "."))
+                out[block + inv_block[ours] + rest[len(ours):]] = v
+            continue
+        top = next((p for p in inv_top if k.startswith(p)), None)
+        if top is None:
+            raise KeyError(f"no transformers name for {k!r}")
+        out[inv_top[top] + k[len(top):]] = v
+    return out
+
+
+def hf_config_kwargs(cfg, *, pretrain: bool) -> dict:
+    """`transformers.VideoMAEConfig` arguments for our ModelConfig. A pre-training model needs
+    use_mean_pooling=False there, since that flag also decides whether its encoder has a final norm."""
+    return dict(
+        image_size=cfg.img_size, patch_size=cfg.patch, num_channels=cfg.in_chans, num_frames=cfg.num_frames,
+        tubelet_size=cfg.tubelet, hidden_size=cfg.embed_dim, num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.num_heads, intermediate_size=int(cfg.embed_dim * cfg.mlp_ratio),
+        hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        layer_norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias, use_mean_pooling=cfg.use_mean_pooling and not pretrain,
+        decoder_num_attention_heads=cfg.decoder_num_heads, decoder_hidden_size=cfg.decoder_embed_dim,
+        decoder_num_hidden_layers=cfg.decoder_depth,
+        decoder_intermediate_size=int(cfg.decoder_embed_dim * cfg.mlp_ratio),
+        norm_pix_loss=cfg.norm_pix_loss, num_labels=max(cfg.num_classes, 1),
+    )
+
+
+def config_from_hf(hf_config, **overrides):
+    """Our ModelConfig for a `transformers.VideoMAEConfig` (or anything with its attributes)."""
+    from mgm.model import ModelConfig
+
+    c = hf_config
+    size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
+    patch = c.patch_size if isinstance(c.patch_size, int) else c.patch_size[0]
+    kw = dict(
+        img_size=size, num_frames=c.num_frames, tubelet=c.tubelet_size, patch=patch, in_chans=c.num_channels,
+        embed_dim=c.hidden_size, depth=c.num_hidden_layers, num_heads=c.num_attention_heads,
+        mlp_ratio=c.intermediate_size / c.hidden_size, qkv_bias=c.qv_bias,
+        decoder_embed_dim=c.decoder_hidden_size, decoder_depth=c.decoder_num_hidden_layers,
+        decoder_num_heads=c.decoder_num_attention_heads, norm_pix_loss=c.norm_pix_loss,
+        num_classes=getattr(c, "num_labels", 0), use_mean_pooling=c.use_mean_pooling, norm_eps=c.layer_norm_eps,
+    )
+    if c.hidden_act != "gelu":
+        raise ValueError(f"unsupported activation {c.hidden_act!r}")
+    return ModelConfig(**{**kw, **overrides})

@@ -1,0 +1,534 @@
+"""VideoMAE in plain PyTorch: ViT encoder on visible tubelets, narrow decoder, classifier head.
+
+Architecture and parameter names follow MCG-NJU/VideoMAE (`encoder.blocks.N.attn.qkv`, `q_bias`,
+`v_bias`, ...), so their checkpoints load after at most a prefix change (see mgm.interop).
+
+Input convention: a video is float `[B, C, T, H, W]`, normalised with the ImageNet mean/std
+(`IMAGENET_MEAN`, `IMAGENET_STD`), as in VideoMAE and transformers. The pre-training target
+un-normalises it back to [0, 1] pixels first (for C == 3), so the loss means the same as theirs.
+
+Masks are bool `[B, N]`, True = masked, tokens flattened in (t, h, w) order; every clip of a batch
+masks the same number of tokens (contract, checked).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from mgm.config import Geometry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelConfig:
+    """Everything that fixes the network's shape (geometry, widths) and its regularisation."""
+
+    img_size: int = 224
+    num_frames: int = 16
+    tubelet: int = 2
+    patch: int = 16
+    in_chans: int = 3
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    decoder_embed_dim: int = 384
+    decoder_depth: int = 4
+    decoder_num_heads: int = 6
+    drop_path: float = 0.0
+    norm_pix_loss: bool = True
+    num_classes: int = 0
+    fc_drop: float = 0.0
+    use_mean_pooling: bool = True
+    grad_checkpointing: bool = False
+    norm_eps: float = 1e-6  # VideoMAE's LayerNorm eps (transformers' config default is 1e-12)
+    head_init_scale: float = 0.001  # VideoMAE fine-tuning scales the fresh head's init by this
+
+    def __post_init__(self):
+        self.geometry  # validates divisibility
+        for name, dim, heads in (("", self.embed_dim, self.num_heads),
+                                 ("decoder_", self.decoder_embed_dim, self.decoder_num_heads)):
+            if dim % heads:
+                raise ValueError(f"{name}embed_dim={dim} is not a multiple of {name}num_heads={heads}")
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(num_frames=self.num_frames, size=self.img_size, tubelet=self.tubelet, patch=self.patch)
+
+    @property
+    def patch_dim(self) -> int:
+        """Values per tubelet: tubelet * patch * patch * in_chans (one prediction per masked token)."""
+        return self.tubelet * self.patch * self.patch * self.in_chans
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "ModelConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose from {', '.join(PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Widths as in VideoMAE (ViT-S/B/L with their pre-training decoders); "tiny" is for CPU experiments.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(img_size=112, embed_dim=192, depth=4, num_heads=3,
+                 decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3),
+    "small": dict(embed_dim=384, depth=12, num_heads=6,
+                  decoder_embed_dim=192, decoder_depth=4, decoder_num_heads=3),
+    "base": dict(embed_dim=768, depth=12, num_heads=12,
+                 decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6),
+    "large": dict(embed_dim=1024, depth=24, num_heads=16,
+                  decoder_embed_dim=512, decoder_depth=4, decoder_num_heads=8),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Tensor helpers
+
+
+def sincos_table(num_positions: int, dim: int) -> Tensor:
+    """VideoMAE's fixed 1-D sinusoid table over the flattened tokens: float32 `[num_positions, dim]`.
+
+    table[p, j] = sin(p / 10000^(2*(j//2)/dim)) for even j, cos(...) for odd j.
+    """
+    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)
+    table = torch.where(j.long() % 2 == 0, torch.sin(angle), torch.cos(angle))
+    return table.float()
+
+
+def patchify(video: Tensor, tubelet: int, patch: int) -> Tensor:
+    """Cut `[B, C, T, H, W]` into tubelets: `[B, N, tubelet*patch*patch, C]`, N in (t, h, w) order.
+
+    The inner (tubelet, patch, patch, C) layout is VideoMAE's target layout.
+    """
+    b, c, t, h, w = video.shape
+    x = video.reshape(b, c, t // tubelet, tubelet, h // patch, patch, w // patch, patch)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # B, T', H', W', tubelet, patch, patch, C
+    return x.reshape(b, -1, tubelet * patch * patch, c)
+
+
+def unpatchify(patches: Tensor, grid: tuple[int, int, int], tubelet: int, patch: int) -> Tensor:
+    """Inverse of `patchify`: `[B, N, tubelet*patch*patch, C]` (or `[B, N, tubelet*patch*patch*C]`)
+    -> `[B, C, T, H, W]`."""
+    gt, gh, gw = grid
+    b = patches.shape[0]
+    x = patches.reshape(b, gt, gh, gw, tubelet, patch, patch, -1)
+    x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
+    return x.reshape(b, -1, gt * tubelet, gh * patch, gw * patch)
+
+
+def split_ids(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Token indices of a bool mask `[B, N]` (True = masked): visible `[B, N_vis]` and masked
+    `[B, N_masked]`, each ascending (the order boolean indexing gives, as in VideoMAE)."""
+    counts = mask.sum(1)
+    if bool((counts != counts[0]).any()):
+        raise ValueError(f"every clip of a batch must mask the same number of tokens, got {counts.tolist()}")
+    num_masked = int(counts[0])
+    # A stable sort of the 0/1 mask puts visible tokens first, each group in ascending order.
+    ids = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    return ids[:, : mask.shape[1] - num_masked], ids[:, mask.shape[1] - num_masked:]
+
+
+def gather_tokens(x: Tensor, ids: Tensor) -> Tensor:
+    """Rows `ids [B, n]` of `x [B, N, ...]` -> `[B, n, ...]`."""
+    index = ids.reshape(ids.shape + (1,) * (x.dim() - 2)).expand(-1, -1, *x.shape[2:])
+    return torch.gather(x, 1, index)
+
+
+def interpolate_pos_embed(pos: Tensor, old_grid: tuple[int, int, int], new_grid: tuple[int, int, int]) -> Tensor:
+    """Resample a position table `[1, N_old, D]` laid out on `old_grid` (T', H', W') to `new_grid`:
+    `[1, N_new, D]`, trilinear over token centres.
+
+    Why interpolate a fixed table instead of recomputing it: VideoMAE's table is 1-D over the
+    flattened tokens, so recomputing it for another grid gives each (t, h, w) a different code
+    than the one the weights were trained with; resampling keeps each place's code.
+    """
+    d = pos.shape[-1]
+    if pos.shape[-2] != math.prod(old_grid):
+        raise ValueError(f"position table has {pos.shape[-2]} tokens, grid {old_grid} has {math.prod(old_grid)}")
+    x = pos.reshape(1, *old_grid, d).permute(0, 4, 1, 2, 3).float()
+    x = F.interpolate(x, size=tuple(new_grid), mode="trilinear", align_corners=False)
+    return x.permute(0, 2, 3, 4, 1).reshape(1, -1, d).to(pos.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per sample with probability p (rescaled)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv matrix and VideoMAE's biases on q and v only."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        if qkv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: `[B, n, D]` -> `[B, n, D]`."""
+        b, n, d = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias)
+        q, k, v = qkv.reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)), each with drop path."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def _run_blocks(blocks: nn.ModuleList, x: Tensor, grad_checkpointing: bool) -> Tensor:
+    for blk in blocks:
+        if grad_checkpointing and blk.training and torch.is_grad_enabled():
+            # Non-reentrant checkpointing restores the RNG state, so drop path redraws the same mask.
+            x = checkpoint(blk, x, use_reentrant=False)
+        else:
+            x = blk(x)
+    return x
+
+
+def _drop_path_rates(rate: float, depth: int) -> list[float]:
+    return [rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
+
+
+class PatchEmbed(nn.Module):
+    """Tubelet embedding. The weight is stored as VideoMAE's Conv3d (`patch_embed.proj`), but it is
+    applied as a linear map to the gathered visible tubelets only: with 90% masking that is 10x
+    less work than convolving the whole clip, and the tubelets are already cut for the loss."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        k = (cfg.tubelet, cfg.patch, cfg.patch)
+        self.proj = nn.Conv3d(cfg.in_chans, cfg.embed_dim, kernel_size=k, stride=k)
+
+    def forward(self, patches: Tensor) -> Tensor:
+        """patches: `[B, n, tubelet*patch*patch, C]` (from `patchify`) -> `[B, n, D]`."""
+        # Conv weight [D, C, t, p, p] -> [D, t*p*p*C] to match the patch layout.
+        w = self.proj.weight.permute(0, 2, 3, 4, 1).reshape(self.proj.out_channels, -1)
+        return F.linear(patches.flatten(2), w, self.proj.bias)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+
+
+class VideoMAEEncoder(nn.Module):
+    """ViT encoder over the visible tubelets.
+
+    `pos_embed` is a persistent buffer (fixed, never trained) so a checkpoint carries the table its
+    weights were trained with, and `load_encoder_weights` can resample it for another geometry.
+    `final_norm=False` gives VideoMAE's fine-tuning encoder (mean pooling normalises afterwards).
+    """
+
+    def __init__(self, cfg: ModelConfig, final_norm: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.grid = cfg.geometry.grid
+        self.patch_embed = PatchEmbed(cfg)
+        self.register_buffer("pos_embed", sincos_table(cfg.geometry.num_tokens, cfg.embed_dim)[None])
+        self.blocks = nn.ModuleList(
+            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, p, cfg.norm_eps)
+            for p in _drop_path_rates(cfg.drop_path, cfg.depth))
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if final_norm else nn.Identity()
+        self.grad_checkpointing = cfg.grad_checkpointing
+
+    def forward(self, video: Tensor, mask: Tensor | None = None) -> Tensor:
+        """video `[B, C, T, H, W]`, mask bool `[B, N]` (True = masked) or None
+        -> tokens `[B, N_visible, D]`, visible tokens in ascending token order."""
+        ids = None if mask is None else split_ids(mask)[0]
+        return self.forward_patches(patchify(video, self.cfg.tubelet, self.cfg.patch), ids)
+
+    def forward_patches(self, patches: Tensor, ids_visible: Tensor | None) -> Tensor:
+        """patches `[B, N, tubelet*patch*patch, C]`, ids_visible `[B, n]` or None (all) -> `[B, n, D]`."""
+        pos = self.pos_embed.to(patches.dtype)
+        if ids_visible is not None:
+            patches = gather_tokens(patches, ids_visible)
+            pos = gather_tokens(pos.expand(patches.shape[0], -1, -1), ids_visible)
+        x = self.patch_embed(patches) + pos
+        x = _run_blocks(self.blocks, x, self.grad_checkpointing)
+        return self.norm(x)
+
+
+class VideoMAEDecoder(nn.Module):
+    """Narrow transformer over all tokens; predicts the pixels of the last `num_predict` tokens."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.decoder_embed_dim
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.decoder_num_heads, cfg.mlp_ratio, cfg.qkv_bias, p, cfg.norm_eps)
+            for p in _drop_path_rates(cfg.drop_path, cfg.decoder_depth))
+        self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
+        self.head = nn.Linear(d, cfg.patch_dim)
+        self.grad_checkpointing = cfg.grad_checkpointing
+
+    def forward(self, x: Tensor, num_predict: int) -> Tensor:
+        """x `[B, N, Dd]` -> `[B, num_predict, tubelet*patch*patch*C]`."""
+        x = _run_blocks(self.blocks, x, self.grad_checkpointing)
+        return self.head(self.norm(x[:, -num_predict:]))
+
+
+def _init_xavier(m: nn.Module):
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def _no_weight_decay(model: nn.Module, extra: tuple[str, ...] = ()) -> set[str]:
+    """Names of parameters exempt from weight decay: biases, norms (all 1-D) and `extra`."""
+    return {n for n, p in model.named_parameters() if p.ndim <= 1 or n.endswith(".bias") or n in extra}
+
+
+class VideoMAEPretrain(nn.Module):
+    """Masked autoencoder: encoder on visible tokens, decoder on visible + mask tokens."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = VideoMAEEncoder(cfg)
+        self.encoder_to_decoder = nn.Linear(cfg.embed_dim, cfg.decoder_embed_dim, bias=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_embed_dim))
+        # Not persistent: the decoder only ever runs at the geometry it was built for.
+        self.register_buffer("decoder_pos_embed",
+                             sincos_table(cfg.geometry.num_tokens, cfg.decoder_embed_dim)[None], persistent=False)
+        self.decoder = VideoMAEDecoder(cfg)
+        self.apply(_init_xavier)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(self, video: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """video `[B, C, T, H, W]`, mask bool `[B, N]` -> (loss scalar, pred `[B, N_masked, P]`),
+        P = tubelet*patch*patch*C in (tubelet, patch, patch, C) order, masked tokens ascending."""
+        ids_vis, ids_mask = split_ids(mask)
+        patches = patchify(video, self.cfg.tubelet, self.cfg.patch)
+        x = self.encoder_to_decoder(self.encoder.forward_patches(patches, ids_vis))
+        b = x.shape[0]
+        pos = self.decoder_pos_embed.to(x.dtype).expand(b, -1, -1)
+        x = torch.cat([x + gather_tokens(pos, ids_vis),
+                       self.mask_token.to(x.dtype) + gather_tokens(pos, ids_mask)], dim=1)
+        pred = self.decoder(x, ids_mask.shape[1])
+        with torch.no_grad():
+            target = self._targets(patches, ids_mask)
+        return F.mse_loss(pred.float(), target), pred
+
+    def targets(self, video: Tensor, mask: Tensor) -> Tensor:
+        """What `pred` is trained to match: `[B, N_masked, P]` (see `_targets`)."""
+        return self._targets(patchify(video, self.cfg.tubelet, self.cfg.patch), split_ids(mask)[1])
+
+    def _targets(self, patches: Tensor, ids_mask: Tensor) -> Tensor:
+        """Masked tubelets in [0, 1] pixels (ImageNet normalisation undone, for 3 channels), with
+        norm_pix_loss each tubelet and channel standardised as VideoMAE does (unbiased std + 1e-6)."""
+        x = self._pixels(gather_tokens(patches, ids_mask).float())
+        if self.cfg.norm_pix_loss:
+            x = (x - x.mean(dim=-2, keepdim=True)) / (x.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
+        return x.flatten(2)
+
+    def _pixels(self, patches: Tensor) -> Tensor:
+        """Undo the ImageNet normalisation on patches with channels last."""
+        if self.cfg.in_chans != 3:
+            return patches
+        mean = patches.new_tensor(IMAGENET_MEAN)
+        std = patches.new_tensor(IMAGENET_STD)
+        return patches * std + mean
+
+    @torch.no_grad()
+    def reconstruct(self, video: Tensor, mask: Tensor) -> Tensor:
+        """The predicted clip in [0, 1] pixels `[B, C, T, H, W]`: visible tubelets copied from the
+        input, masked ones predicted. With norm_pix_loss the prediction is de-standardised with
+        the true tubelet's mean/std (as VideoMAE's visualisation does; the model cannot know them)."""
+        _, pred = self.forward(video, mask)
+        _, ids_mask = split_ids(mask)
+        patches = self._pixels(patchify(video, self.cfg.tubelet, self.cfg.patch).float())
+        pred = pred.float().reshape(pred.shape[0], pred.shape[1], -1, patches.shape[-1])
+        if self.cfg.norm_pix_loss:
+            true = gather_tokens(patches, ids_mask)
+            pred = pred * (true.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6) + true.mean(-2, keepdim=True)
+        index = ids_mask[:, :, None, None].expand(-1, -1, *patches.shape[2:])
+        out = patches.scatter(1, index, pred)
+        return unpatchify(out, self.cfg.geometry.grid, self.cfg.tubelet, self.cfg.patch)
+
+    def no_weight_decay(self) -> set[str]:
+        return _no_weight_decay(self, ("mask_token",))
+
+
+class VideoMAEClassifier(nn.Module):
+    """Encoder on all tokens, mean pooling, LayerNorm, dropout, linear head (VideoMAE fine-tuning)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = VideoMAEEncoder(cfg, final_norm=not cfg.use_mean_pooling)
+        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.use_mean_pooling else None
+        self.fc_dropout = nn.Dropout(cfg.fc_drop)
+        self.head = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        self.apply(self._init)
+        if isinstance(self.head, nn.Linear):
+            with torch.no_grad():
+                self.head.weight.mul_(cfg.head_init_scale)
+                self.head.bias.mul_(cfg.head_init_scale)
+
+    @staticmethod
+    def _init(m: nn.Module):
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def features(self, video: Tensor) -> Tensor:
+        """Clip embedding `[B, D]`: mean over all tokens, then fc_norm (first token if no mean pooling)."""
+        x = self.encoder(video)
+        if self.fc_norm is None:
+            return x[:, 0]
+        return self.fc_norm(x.mean(1))
+
+    def features_per_slot(self, video: Tensor) -> Tensor:
+        """Order-aware embedding `[B, T', D]`: mean over space per tubelet slot, then fc_norm."""
+        x = self.encoder(video)
+        t = self.cfg.geometry.grid[0]
+        x = x.reshape(x.shape[0], t, -1, x.shape[-1]).mean(2)
+        return x if self.fc_norm is None else self.fc_norm(x)
+
+    def forward(self, video: Tensor) -> Tensor:
+        """video `[B, C, T, H, W]` -> logits `[B, num_classes]`."""
+        return self.head(self.fc_dropout(self.features(video)))
+
+    def no_weight_decay(self) -> set[str]:
+        return _no_weight_decay(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer-wise learning-rate decay and loading
+
+
+def layer_id(name: str, num_layers: int) -> int:
+    """Depth group of a parameter for layer-wise lr decay, as VideoMAE's `get_num_layer_for_vit`.
+
+    `num_layers` is the number of encoder blocks (cfg.depth). Returns 0 for the patch / position
+    embeddings and the mask token, i + 1 for encoder block i, and num_layers + 1 for everything
+    after the encoder (final norm, fc_norm, head). The usual scale is
+    `decay ** (num_layers + 1 - layer_id(name, num_layers))`.
+    """
+    name = name.removeprefix("module.").removeprefix("_orig_mod.").removeprefix("encoder.")
+    if name.startswith(("patch_embed", "pos_embed", "mask_token", "cls_token")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return num_layers + 1
+
+
+def _guess_grid(num_tokens: int, new_grid: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Grid of a position table from its size: same frames with a square frame, else same frame size."""
+    t, h, w = new_grid
+    side = math.isqrt(num_tokens // t) if num_tokens % t == 0 else 0
+    if side and side * side * t == num_tokens:
+        return (t, side, side)
+    if num_tokens % (h * w) == 0:
+        return (num_tokens // (h * w), h, w)
+    raise ValueError(f"cannot infer the token grid of a {num_tokens}-token position table for grid {new_grid}; "
+                     "pass old_grid")
+
+
+def load_encoder_weights(model: nn.Module, state_dict: dict, *, head: bool = False,
+                         old_grid: tuple[int, int, int] | None = None) -> list[str]:
+    """Load the encoder of a checkpoint into `model` (a VideoMAEClassifier or VideoMAEPretrain).
+
+    `state_dict` may be ours (pre-training or classifier), MCG-NJU VideoMAE's or transformers' (see
+    mgm.interop.to_ours). The decoder is dropped; the encoder's final norm is dropped when the
+    model has none (mean pooling, as VideoMAE fine-tuning does). A position table for another
+    geometry is resampled (grid given by `old_grid` or guessed); a missing one keeps the model's.
+    With `head=True` fc_norm and head are loaded too (a fine-tuned checkpoint, same classes).
+    Returns the names that were in the checkpoint but not loaded. Missing encoder weights raise.
+    """
+    from mgm.interop import to_ours
+
+    sd = to_ours(state_dict)
+    target = model.state_dict()
+    wanted = {k for k in target if k.startswith("encoder.")}
+    if head:
+        wanted |= {k for k in target if k.startswith(("fc_norm.", "head."))}
+    missing = sorted(k for k in wanted - sd.keys() if k != "encoder.pos_embed")
+    if missing:
+        raise ValueError(f"checkpoint lacks {len(missing)} weights the model needs, e.g. {missing[:4]}")
+    load = {k: sd[k] for k in wanted if k in sd}
+    pos = load.get("encoder.pos_embed")
+    if pos is not None and pos.shape != target["encoder.pos_embed"].shape:
+        grid = model.encoder.grid
+        if pos.shape[-1] != target["encoder.pos_embed"].shape[-1]:
+            raise ValueError(f"position table width {pos.shape[-1]} != model width {target['encoder.pos_embed'].shape[-1]}")
+        load["encoder.pos_embed"] = interpolate_pos_embed(pos, old_grid or _guess_grid(pos.shape[-2], grid), grid)
+    for k, v in load.items():
+        if v.shape != target[k].shape:
+            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} != model shape {tuple(target[k].shape)}")
+    model.load_state_dict(load, strict=False)
+    return sorted(sd.keys() - load.keys())
