@@ -1,0 +1,431 @@
+"""Mask generators: random, tube, frame, running-cell and the motion-guided ones, behind one interface.
+
+A mask is a bool array of the clip's token grid `(T', H', W')` = `Geometry.grid`, True = masked
+(flattened in (t, h, w) order it is HF's `bool_masked_pos`). Generators are pure functions of
+(motion, geometry, ratio, rng): no I/O, no global state.
+
+Motion, for the strategies that use it, is float32 `[T, 2, H', W']`: (dx, dy) per sampled frame
+(T = num_frames), already averaged onto the patch grid, in pixels of the resized clip, the forward
+motion of the content now at each patch since the previous sampled frame (x right, y down).
+
+Masked counts, identical for every clip of a given geometry and ratio (`MaskGenerator.num_masked`):
+  - random:                   floor(ratio * T'H'W') tokens anywhere in the clip;
+  - frame:                    round(ratio * T') whole time slots, at most T' - 1 (one slot stays
+                              visible), so its fraction is within half a slot of the ratio;
+  - every other strategy:     k = floor(ratio * H'W') patches in every time slot.
+Hence the masked fraction is below the ratio by less than one patch (of the clip or of the slot)
+for all strategies except `frame`, whose granularity is a whole slot.
+
+    gen = build_mask_generator("mgm", Geometry(), 0.75, sigma=2.0)
+    mask = gen(motion, np.random.default_rng(0))               # bool [T', H', W']
+    masks = generate_batch(gen, motions, rng)                  # bool [B, T', H', W']
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from mgm.config import Geometry
+
+
+class NoMotionWarning(UserWarning):
+    """A motion-guided strategy got a clip without any motion and fell back to its documented default."""
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers (batched: every array has a leading batch axis B)
+
+
+def _mask_smallest(keys: np.ndarray, k: int) -> np.ndarray:
+    """bool [..., N]: True at the k smallest keys along the last axis (exactly k, any ties split)."""
+    mask = np.zeros(keys.shape, dtype=bool)
+    if k <= 0:
+        return mask
+    if k >= keys.shape[-1]:
+        mask[...] = True
+        return mask
+    idx = np.argpartition(keys, k - 1, axis=-1)[..., :k]
+    np.put_along_axis(mask, idx, True, axis=-1)
+    return mask
+
+
+def _mask_largest_random_ties(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """bool [..., N]: the k largest scores along the last axis, ties broken uniformly at random.
+
+    Scores such as motion magnitudes are often exactly equal (zero in static areas, identical vectors
+    on a rigid object); argpartition alone would then always prefer the lowest indices.
+    """
+    perm = np.argsort(rng.random(scores.shape), axis=-1)
+    shuffled = np.take_along_axis(scores, perm, axis=-1)
+    order = np.argsort(-shuffled, axis=-1, kind="stable")[..., :k]
+    mask = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(mask, np.take_along_axis(perm, order, axis=-1), True, axis=-1)
+    return mask
+
+
+def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
+    """[n, n] row-normalised Gaussian weights: `M @ x` blurs x along one axis, renormalised at the edges.
+
+    Truncated at 3 sigma so that a static area stays exactly 0 (and ties there are broken at random).
+    """
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
+    w = np.where(np.abs(d) <= 3 * sigma, np.exp(-0.5 * (d / sigma) ** 2), 0.0)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _slot_magnitude(motion: np.ndarray, tubelet: int, camera_comp: bool) -> np.ndarray:
+    """Motion magnitude per tubelet slot.
+
+    motion: float32 [B, T, 2, H', W'] -> float32 [B, T', H', W'], the sum over each slot's frames of
+    |(dx, dy)|, after subtracting each frame's median vector when `camera_comp` (a pan or shake
+    moves every patch alike; the subject is what moves differently from the rest).
+    """
+    if camera_comp:
+        b, t, _, h, w = motion.shape
+        median = np.median(motion.reshape(b, t, 2, h * w), axis=-1)
+        motion = motion - median[..., None, None]
+    mag = np.hypot(motion[:, :, 0], motion[:, :, 1])
+    b, t, h, w = mag.shape
+    return mag.reshape(b, t // tubelet, tubelet, h, w).sum(axis=2)
+
+
+def _slot_motion(motion: np.ndarray, tubelet: int) -> np.ndarray:
+    """float32 [B, T, 2, H', W'] -> [B, T', 2, H', W']: displacement from one slot's last frame to the next's."""
+    b, t, c, h, w = motion.shape
+    return motion.reshape(b, t // tubelet, tubelet, c, h, w).sum(axis=2)
+
+
+def _nearest_moving_slot(moving: np.ndarray) -> np.ndarray:
+    """int [B, T']: for each slot the nearest slot (in time) that has motion; itself if it has.
+
+    moving: bool [B, T']. Ties go to the earlier slot. Clips with no moving slot get index 0
+    (callers handle them separately).
+    """
+    t = moving.shape[1]
+    dist = np.abs(np.arange(t)[:, None] - np.arange(t)[None, :]).astype(np.float32)  # [T', T']
+    dist = np.where(moving[:, None, :], dist[None], np.inf)  # [B, T'(slot), T'(source)]
+    return np.argmin(dist, axis=-1)
+
+
+def _warn_no_motion(name: str, count: int, total: int, fallback: str):
+    warnings.warn(f"{name} mask: {count} of {total} clip(s) have no motion; {fallback}",
+                  NoMotionWarning, stacklevel=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the interface
+
+
+@dataclass
+class MaskGenerator:
+    """Base of all strategies. Subclasses are dataclasses whose extra fields are the strategy's
+    constants (all exposed to `build_mask_generator(**params)` and to the CLI)."""
+
+    geometry: Geometry
+    ratio: float
+
+    name = "base"
+    needs_motion = False
+
+    def __post_init__(self):
+        if not 0.0 <= self.ratio < 1.0:
+            raise ValueError(f"{self.name} mask: ratio must be in [0, 1), got {self.ratio}")
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return self.geometry.grid
+
+    @property
+    def per_slot(self) -> int:
+        """k = floor(ratio * H'W'), the masked patches per time slot of the per-slot strategies."""
+        # The epsilon keeps e.g. 0.75 * 196 = 147 from flooring to 146 through float error.
+        return int(math.floor(self.ratio * self.geometry.tokens_per_slot + 1e-9))
+
+    @property
+    def num_masked(self) -> int:
+        """Masked tokens per clip, the same for every clip (see the module docstring)."""
+        return self.grid[0] * self.per_slot
+
+    @property
+    def params(self) -> dict:
+        """The strategy's own constants (everything but geometry and ratio)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("geometry", "ratio")}
+
+    def __call__(self, motion: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+        """motion: float32 [T, 2, H', W'] or None -> bool [T', H', W'] (True = masked)."""
+        motions = None if motion is None else np.asarray(motion)[None]
+        return self.batch(motions, rng)[0]
+
+    def batch(self, motions: np.ndarray | None, rng: np.random.Generator, batch_size: int | None = None
+              ) -> np.ndarray:
+        """motions: float32 [B, T, 2, H', W'] or None (then `batch_size` clips) -> bool [B, T', H', W']."""
+        rng = np.random.default_rng(rng)
+        if motions is None:
+            if self.needs_motion:
+                raise ValueError(f"{self.name} mask needs motion [B, T, 2, H', W'], got None")
+            b = 1 if batch_size is None else batch_size
+        else:
+            motions = np.asarray(motions, dtype=np.float32)
+            t, h, w = self.grid
+            expected = (self.geometry.num_frames, 2, h, w)
+            if motions.ndim != 5 or motions.shape[1:] != expected:
+                raise ValueError(f"{self.name} mask: motion must be [B, {', '.join(map(str, expected))}], "
+                                 f"got {list(motions.shape)}")
+            b = motions.shape[0]
+        mask = self._generate(motions, b, rng)
+        assert mask.shape == (b, *self.grid) and mask.dtype == bool
+        return mask
+
+    def _generate(self, motions: np.ndarray | None, b: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class RandomMask(MaskGenerator):
+    """Spacetime-agnostic random masking (ST-MAE): floor(ratio * T'H'W') tokens anywhere."""
+
+    name = "random"
+
+    @property
+    def num_masked(self) -> int:
+        return int(math.floor(self.ratio * self.geometry.num_tokens + 1e-9))
+
+    def _generate(self, motions, b, rng):
+        keys = rng.random((b, self.geometry.num_tokens))
+        return _mask_smallest(keys, self.num_masked).reshape(b, *self.grid)
+
+
+@dataclass
+class TubeMask(MaskGenerator):
+    """VideoMAE's tube masking: one random spatial mask of k patches, repeated in every time slot."""
+
+    name = "tube"
+
+    def _generate(self, motions, b, rng):
+        t, h, w = self.grid
+        spatial = _mask_smallest(rng.random((b, h * w)), self.per_slot).reshape(b, 1, h, w)
+        return np.broadcast_to(spatial, (b, t, h, w)).copy()
+
+
+@dataclass
+class FrameMask(MaskGenerator):
+    """Whole time slots masked: round(ratio * T') random slots, at most T' - 1 so one stays visible."""
+
+    name = "frame"
+
+    @property
+    def num_slots(self) -> int:
+        t = self.grid[0]
+        return min(int(math.floor(self.ratio * t + 0.5)), t - 1)
+
+    @property
+    def num_masked(self) -> int:
+        return self.num_slots * self.geometry.tokens_per_slot
+
+    def _generate(self, motions, b, rng):
+        t, h, w = self.grid
+        slots = _mask_smallest(rng.random((b, t)), self.num_slots)
+        return np.broadcast_to(slots[:, :, None, None], (b, t, h, w)).copy()
+
+
+@dataclass
+class RunningCellMask(MaskGenerator):
+    """VideoMAE V2's running-cell mask (its decoder mask), generalised to any ratio.
+
+    The grid is tiled by 2x2 cells; the cell's 4 positions (row-major p) get priority
+    (p + phase + t + 1) mod 4 in slot t, so the pattern shifts by one position per slot and every
+    position is visible in some slot. The k lowest priorities are masked, ties at random. For ratios
+    that are multiples of 1/4 on an even grid this is exactly VideoMAE V2's `RunningCellMaskingGenerator`
+    (phase = its random pointer); otherwise it tops the quarter pattern up to exactly k patches.
+    """
+
+    name = "running-cell"
+
+    def _generate(self, motions, b, rng):
+        t, h, w = self.grid
+        position = 2 * (np.arange(h)[:, None] % 2) + (np.arange(w)[None, :] % 2)  # [H', W']
+        phase = rng.integers(0, 4, size=(b, 1, 1, 1))
+        priority = (position[None, None] + phase + np.arange(t)[None, :, None, None] + 1) % 4
+        keys = priority + rng.random((b, t, h, w))  # random in [0, 1) only orders within a level
+        return _mask_smallest(keys.reshape(b, t, h * w), self.per_slot).reshape(b, t, h, w)
+
+
+@dataclass
+class _MotionMask(MaskGenerator):
+    """Common part of the strategies that rank patches by motion magnitude."""
+
+    camera_comp: bool = True   # subtract each frame's median vector before taking magnitudes
+    smooth: float = 1.0        # sigma (patches) of the Gaussian blur of the magnitude map; 0 = off
+    min_motion: float = 0.25   # a slot whose largest magnitude (px per slot) is below this has no motion
+
+    needs_motion = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.smooth < 0 or self.min_motion < 0:
+            raise ValueError(f"{self.name} mask: smooth and min_motion must be >= 0")
+        _, h, w = self.grid
+        self._blur = (_gaussian_matrix(h, self.smooth), _gaussian_matrix(w, self.smooth)) if self.smooth > 0 else None
+
+    def _magnitude(self, motions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """motions [B, T, 2, H', W'] -> (smoothed magnitude float32 [B, T', H', W'], moving bool [B, T'])."""
+        mag = _slot_magnitude(motions, self.geometry.tubelet, self.camera_comp)
+        moving = mag.max(axis=(2, 3)) > self.min_motion
+        if self._blur is not None:
+            bh, bw = self._blur
+            mag = bh @ mag @ bw.T
+        return mag, moving
+
+
+@dataclass
+class MGMMask(_MotionMask):
+    """Motion-guided masking (Fan et al., ICCV 2023) as DESIGN.md "MGM, as we implement it" fixes it.
+
+    Per slot: centre = argmax of the (camera-compensated, smoothed) magnitude, plus a Gaussian jitter
+    of `jitter` patches so that repeated epochs differ. Slots without motion take the centre of the
+    nearest slot that has motion; a clip without any motion gets one random centre for all its slots
+    (and a NoMotionWarning). Then k = floor(ratio * H'W') patches are masked: round(focus * k) drawn
+    without replacement with probability proportional to a Gaussian of width `sigma` (patches) around
+    the centre (Gumbel top-k, so sigma sets how tight the blob is: sigma -> 0 is the k nearest
+    patches), the rest uniformly at random among the other patches. focus = 1 is the pure
+    motion-centred mask.
+    """
+
+    sigma: float = 2.0
+    focus: float = 1.0
+    jitter: float = 0.5
+
+    name = "mgm"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sigma <= 0 or self.jitter < 0 or not 0.0 <= self.focus <= 1.0:
+            raise ValueError(f"mgm mask: need sigma > 0, jitter >= 0, 0 <= focus <= 1; got "
+                             f"sigma={self.sigma}, jitter={self.jitter}, focus={self.focus}")
+
+    def centres(self, motions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """motions [B, T, 2, H', W'] -> float [B, T', 2] mask centres (y, x) in patches, jitter included."""
+        b = motions.shape[0]
+        t, h, w = self.grid
+        mag, moving = self._magnitude(motions)
+        flat = mag.reshape(b, t, h * w).argmax(axis=-1)
+        centre = np.stack([flat // w, flat % w], axis=-1).astype(np.float64)  # [B, T', 2]
+        source = _nearest_moving_slot(moving)
+        centre = np.take_along_axis(centre, source[..., None], axis=1)
+        still = ~moving.any(axis=1)
+        if still.any():
+            _warn_no_motion(self.name, int(still.sum()), b, "using one random centre per clip")
+            random_centre = rng.random((b, 1, 2)) * np.array([h - 1, w - 1])
+            centre = np.where(still[:, None, None], random_centre, centre)
+        if self.jitter > 0:
+            centre = centre + rng.normal(0.0, self.jitter, size=centre.shape)
+        return np.clip(centre, 0, [h - 1, w - 1])
+
+    def _generate(self, motions, b, rng):
+        t, h, w = self.grid
+        k = self.per_slot
+        centre = self.centres(motions, rng)
+        yy, xx = np.divmod(np.arange(h * w), w)
+        d2 = (yy - centre[..., 0:1]) ** 2 + (xx - centre[..., 1:2]) ** 2  # [B, T', H'W']
+        # Gumbel top-k: the n largest of log(weight) + Gumbel noise are a weighted draw without replacement.
+        gumbel = -np.log(-np.log(rng.random(d2.shape) + 1e-12) + 1e-12)
+        n_focus = int(math.floor(self.focus * k + 0.5))
+        focus = _mask_smallest(d2 / (2 * self.sigma ** 2) - gumbel, n_focus)
+        # Focused patches first (key -1), then uniform random among the rest.
+        keys = np.where(focus, -1.0, rng.random(d2.shape))
+        return _mask_smallest(keys, k).reshape(b, t, h, w)
+
+
+@dataclass
+class MotionTopKMask(_MotionMask):
+    """Mask the k patches of highest (camera-compensated, smoothed) motion in each slot, ties at random.
+
+    The randomness is only among equal magnitudes (typically the static background): the same motion
+    with distinct magnitudes always gives the same mask. Slots without motion use the magnitude map
+    of the nearest slot with motion; a clip without any motion degenerates to a random per-slot mask (with a NoMotionWarning).
+    """
+
+    name = "motion-topk"
+
+    def _generate(self, motions, b, rng):
+        t, h, w = self.grid
+        mag, moving = self._magnitude(motions)
+        mag = np.take_along_axis(mag, _nearest_moving_slot(moving)[..., None, None], axis=1)
+        still = ~moving.any(axis=1)
+        if still.any():
+            _warn_no_motion(self.name, int(still.sum()), b, "masking random patches")
+            mag[still] = 0.0
+        return _mask_largest_random_ties(mag.reshape(b, t, h * w), self.per_slot, rng).reshape(b, t, h, w)
+
+
+@dataclass
+class WarpMask(MaskGenerator):
+    """MGMAE's idea (Huang et al., ICCV 2023) driven by the bitstream's motion vectors instead of RAFT.
+
+    A random score per patch is drawn for the first slot; each next slot's scores are the previous
+    slot's scores carried along the motion (backward nearest-patch warp: the patch at q takes the
+    score of q - v(q), v = the raw motion summed over the slot's frames, in patches; content entering
+    from outside the frame gets a fresh random score), and the k = floor(ratio * H'W') highest scores
+    are masked, ties at random. So a masked patch stays masked as its content moves, and every slot
+    is topped up or trimmed to exactly k. Raw motion (no camera compensation): the mask should follow
+    the content, pan included. Without any motion this is a tube mask (with a NoMotionWarning).
+    """
+
+    min_motion: float = 0.25   # px per slot; a clip whose largest displacement is below this has no motion
+
+    name = "mgm-warp"
+    needs_motion = True
+
+    def _generate(self, motions, b, rng):
+        t, h, w = self.grid
+        patch = self.geometry.patch
+        shift = _slot_motion(motions, self.geometry.tubelet) / patch  # [B, T', 2, H', W'] in patches
+        still = np.hypot(shift[:, :, 0], shift[:, :, 1]).max(axis=(1, 2, 3)) * patch <= self.min_motion
+        if still.any():
+            _warn_no_motion(self.name, int(still.sum()), b, "the mask stays in place (a tube)")
+        yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        bi = np.arange(b)[:, None, None]
+        scores = np.empty((b, t, h, w))
+        scores[:, 0] = rng.random((b, h, w))
+        for s in range(1, t):
+            sy = np.rint(yy - shift[:, s, 1]).astype(np.int64)
+            sx = np.rint(xx - shift[:, s, 0]).astype(np.int64)
+            inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
+            carried = scores[:, s - 1][bi, np.clip(sy, 0, h - 1), np.clip(sx, 0, w - 1)]
+            scores[:, s] = np.where(inside, carried, rng.random((b, h, w)))
+        return _mask_largest_random_ties(scores.reshape(b, t, h * w), self.per_slot, rng).reshape(b, t, h, w)
+
+
+_CLASSES = {c.name: c for c in (RandomMask, TubeMask, FrameMask, RunningCellMask, MGMMask,
+                                MotionTopKMask, WarpMask)}
+STRATEGIES: tuple[str, ...] = tuple(_CLASSES)
+
+
+def build_mask_generator(name: str, geometry: Geometry, ratio: float, **params) -> MaskGenerator:
+    """The generator of strategy `name` (one of STRATEGIES); `params` are its constants (see its class).
+
+    Unknown names or parameters raise ValueError naming the valid ones.
+    """
+    if name not in _CLASSES:
+        raise ValueError(f"unknown mask strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    cls = _CLASSES[name]
+    valid = [f.name for f in fields(cls) if f.name not in ("geometry", "ratio")]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"{name} mask: unknown parameter(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(valid) or 'none'}")
+    return cls(geometry=geometry, ratio=ratio, **params)
+
+
+def generate_batch(generator: MaskGenerator, motions: np.ndarray | None, rng: np.random.Generator,
+                   batch_size: int | None = None) -> np.ndarray:
+    """Masks of a whole batch in one vectorised call.
+
+    motions: float32 [B, T, 2, H', W'] or None (motion-free strategies; then `batch_size` clips)
+    -> bool [B, T', H', W'], every clip with `generator.num_masked` True entries.
+    """
+    return generator.batch(motions, rng, batch_size)

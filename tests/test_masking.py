@@ -1,0 +1,279 @@
+"""Mask generators: exact counts, determinism, and that the motion-guided ones follow a known motion field."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mgm.config import Geometry
+from mgm.masking import (STRATEGIES, NoMotionWarning, build_mask_generator, generate_batch)
+
+G = Geometry(num_frames=16, size=224)  # 8 x 14 x 14 tokens, the paper's geometry
+MOTION_FREE = ("random", "tube", "frame", "running-cell")
+
+
+def blob_motion(geometry: Geometry, *, speed: float = 8.0, pan: float = 0.0, noise: float = 0.0,
+                size: int = 3, row: int = 5, col0: int = 1, seed: int = 0):
+    """A `size`x`size`-patch object moving right by `speed` px per frame over a background panning
+    by `pan` px per frame, plus Gaussian noise.
+
+    Returns (motion float32 [T, 2, H', W'], centre int [T', 2] (y, x) of the object per slot).
+    The object covers columns col0 + floor(speed * frames / patch) onwards, one slot's frames
+    having the position of its last frame.
+    """
+    rng = np.random.default_rng(seed)
+    t, h, w = geometry.grid
+    frames = geometry.num_frames
+    motion = np.zeros((frames, 2, h, w), np.float32)
+    motion[:, 0] = pan
+    centres = np.zeros((t, 2), int)
+    for f in range(frames):
+        col = col0 + int(speed * f // geometry.patch)
+        motion[f, 0, row:row + size, col:col + size] = speed + pan
+        if f % geometry.tubelet == geometry.tubelet - 1:
+            centres[f // geometry.tubelet] = (row + size // 2, col + size // 2)
+    motion += rng.normal(0, noise, motion.shape).astype(np.float32)
+    return motion, centres
+
+
+def masked_at(mask: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """bool [T']: whether each slot's mask covers that slot's centre patch."""
+    return mask[np.arange(len(centres)), centres[:, 0], centres[:, 1]]
+
+
+# --- exact counts ------------------------------------------------------------------------------
+
+geometries = st.builds(
+    lambda slots, tubelet, patch, h: Geometry(num_frames=slots * tubelet, size=h * patch,
+                                              tubelet=tubelet, patch=patch),
+    st.integers(1, 8), st.sampled_from([1, 2, 4]), st.sampled_from([4, 8, 16]), st.integers(1, 16))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(STRATEGIES), geometry=geometries,
+       ratio=st.one_of(st.sampled_from([0.0, 0.5, 0.75, 0.9, 0.95]), st.floats(0.0, 0.99)),
+       seed=st.integers(0, 2 ** 32 - 1), moving=st.booleans())
+def test_masked_count_is_exact_and_within_one_patch(name, geometry, ratio, seed, moving):
+    rng = np.random.default_rng(seed)
+    t, h, w = geometry.grid
+    gen = build_mask_generator(name, geometry, ratio)
+    b = 3
+    motions = None
+    if gen.needs_motion:
+        motions = rng.normal(0, 4, (b, geometry.num_frames, 2, h, w)).astype(np.float32) * moving
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoMotionWarning)
+        masks = generate_batch(gen, motions, rng, batch_size=b)
+    assert masks.shape == (b, t, h, w) and masks.dtype == bool
+    counts = masks.reshape(b, -1).sum(axis=1)
+    assert (counts == gen.num_masked).all()  # the same count for every clip
+    if name == "frame":
+        slots = masks.all(axis=(2, 3))
+        assert (masks.any(axis=(2, 3)) == slots).all()  # whole slots only
+        assert slots.sum(axis=1)[0] == min(math.floor(ratio * t + 0.5), t - 1)
+    elif name == "random":
+        assert ratio * t * h * w - 1 < counts[0] <= ratio * t * h * w + 1e-6
+    else:
+        per_slot = masks.reshape(b, t, -1).sum(axis=-1)
+        assert (per_slot == per_slot[0, 0]).all()
+        assert ratio * h * w - 1 < per_slot[0, 0] <= ratio * h * w + 1e-6
+
+
+@pytest.mark.parametrize("ratio, expected", [(0.75, 147), (0.9, 176), (0.5, 98), (0.29, 56)])
+def test_per_slot_count_on_paper_geometry(ratio, expected):
+    """floor(ratio * 196), immune to float error such as 0.29 * 196 = 56.839..."""
+    for name in STRATEGIES:
+        gen = build_mask_generator(name, G, ratio)
+        if name not in ("random", "frame"):
+            assert gen.num_masked == 8 * expected
+
+
+# --- determinism and variety -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_same_seed_same_mask_other_seeds_differ(name):
+    # motion-topk draws only among ties (the static background), so it gets motion without noise
+    motion, _ = blob_motion(G, noise=0.0 if name == "motion-topk" else 1.0)
+    gen = build_mask_generator(name, G, 0.75)
+    first = gen(motion, np.random.default_rng(7))
+    again = gen(motion, np.random.default_rng(7))
+    assert (first == again).all()
+    distinct = {gen(motion, np.random.default_rng(s)).tobytes() for s in range(12)}
+    # running-cell at 0.75 on an even grid has exactly VideoMAE V2's 4 phases
+    assert len(distinct) == 4 if name == "running-cell" else len(distinct) >= 10
+
+
+def test_running_cell_matches_videomae_v2_reference():
+    """Our generalisation equals VideoMAE V2's RunningCellMaskingGenerator for ratios in quarters."""
+    def reference(grid, ratio):  # the published algorithm, written out: 2x2 queue shifting per slot
+        t, h, w = grid
+        m = int(4 * ratio)
+        queue = np.hstack([np.ones(m), np.zeros(4 - m)])
+        out = []
+        for ptr in range(4):
+            frames = []
+            for s in range(t):
+                cell = queue[(np.arange(4) + ptr + s + 1) % 4].reshape(2, 2)
+                frames.append(np.tile(cell, (h // 2, w // 2)))
+            out.append(np.stack(frames).astype(bool))
+        return out
+
+    for ratio in (0.25, 0.5, 0.75):
+        gen = build_mask_generator("running-cell", G, ratio)
+        ref = {m.tobytes() for m in reference(G.grid, ratio)}
+        got = {gen(None, np.random.default_rng(s)).tobytes() for s in range(40)}
+        assert got == ref
+
+
+# --- motion guidance ---------------------------------------------------------------------------
+
+def test_mgm_masks_the_moving_object_centre_tube_does_not_follow():
+    hits = {"mgm": [], "tube": [], "motion-topk": []}
+    for seed in range(10):
+        motion, centres = blob_motion(G, noise=0.5, seed=seed)
+        for name in hits:
+            mask = build_mask_generator(name, G, 0.75)(motion, np.random.default_rng(seed))
+            hits[name].extend(masked_at(mask, centres))
+    assert np.mean(hits["mgm"]) >= 0.95
+    assert np.mean(hits["motion-topk"]) >= 0.95
+    assert 0.5 <= np.mean(hits["tube"]) <= 0.95  # about the ratio, 80 slots of 10 independent tubes
+
+
+def test_mgm_low_focus_still_centres_on_motion_but_spreads():
+    yy, xx = np.mgrid[:14, :14]
+    hits, far = {}, {}
+    for focus in (1.0, 0.5):
+        hits[focus], far[focus] = [], []
+        for seed in range(10):
+            motion, centres = blob_motion(G, noise=0.5, seed=seed)
+            gen = build_mask_generator("mgm", G, 0.5, focus=focus, sigma=1.5)
+            mask = gen(motion, np.random.default_rng(seed))
+            hits[focus].extend(masked_at(mask, centres))
+            d = np.hypot(yy - centres[:, 0, None, None], xx - centres[:, 1, None, None])
+            far[focus].append((d[mask] > 6).mean())  # share of masked patches far from the object
+    assert np.mean(hits[1.0]) >= 0.95 and np.mean(hits[0.5]) >= 0.95
+    assert np.mean(far[0.5]) > np.mean(far[1.0]) + 0.1  # half the patches are uniform over the frame
+
+
+def test_camera_compensation_finds_the_object_against_a_pan():
+    """Background pans left 6 px/frame, object moves +2: raw magnitude is larger on the background."""
+    rates = {}
+    for comp in (True, False):
+        hits = []
+        for seed in range(8):
+            motion, centres = blob_motion(G, speed=8.0, pan=-6.0, noise=0.3, seed=seed)
+            gen = build_mask_generator("mgm", G, 0.3, camera_comp=comp, focus=1.0, sigma=1.0)
+            hits.extend(masked_at(gen(motion, np.random.default_rng(seed)), centres))
+        rates[comp] = np.mean(hits)
+    assert rates[True] >= 0.95
+    assert rates[False] < 0.7
+
+
+def test_sigma_sets_the_blob_tightness():
+    motion, centres = blob_motion(G)
+    yy, xx = np.mgrid[:14, :14]
+    mean_dist = {}
+    for sigma in (0.05, 6.0):
+        gen = build_mask_generator("mgm", G, 0.25, sigma=sigma, jitter=0.0)
+        mask = gen(motion, np.random.default_rng(0))
+        d = np.hypot(yy - centres[:, 0, None, None], xx - centres[:, 1, None, None])
+        mean_dist[sigma] = d[mask].mean()
+        if sigma == 0.05:  # tiny sigma: exactly the k nearest patches in every slot
+            for s in range(8):
+                assert d[s][mask[s]].max() <= d[s][~mask[s]].min() + 1e-9
+    assert mean_dist[6.0] > mean_dist[0.05] + 0.5
+
+
+def test_slots_without_motion_borrow_the_nearest_centre():
+    motion, centres = blob_motion(G)
+    motion[8:] = 0.0  # slots 4..7 static
+    gen = build_mask_generator("mgm", G, 0.75, jitter=0.0)
+    got = gen.centres(motion[None], np.random.default_rng(0))[0]
+    assert (got[:4] == centres[:4]).all()
+    assert (got[4:] == centres[3]).all()
+
+
+def test_mgm_warp_carries_the_mask_along_with_the_object():
+    """Object moves one patch per slot: its masked patches at slot s are those masked at s-1, shifted."""
+    agree = {"mgm-warp": [], "tube": []}
+    for seed in range(10):
+        motion, centres = blob_motion(G, size=5, row=4, col0=0, seed=seed)
+        for name in agree:
+            mask = build_mask_generator(name, G, 0.5)(motion, np.random.default_rng(seed))
+            for s in range(1, 8):
+                y, x = centres[s]
+                # the object's interior columns whose content was inside the object one slot earlier
+                now = mask[s, y - 2:y + 3, x - 1:x + 3]
+                before = mask[s - 1, y - 2:y + 3, x - 2:x + 2]
+                agree[name].append((now == before).mean())
+    assert np.mean(agree["mgm-warp"]) >= 0.9
+    assert np.mean(agree["tube"]) < 0.7
+
+
+def test_mgm_warp_pan_moves_the_whole_mask():
+    """A uniform pan of exactly one patch per slot shifts the whole mask by one column."""
+    t, h, w = G.grid
+    motion = np.zeros((16, 2, h, w), np.float32)
+    motion[:, 0] = G.patch / G.tubelet
+    for name, low, high in (("mgm-warp", 0.9, 1.0), ("tube", 0.0, 0.7)):
+        mask = build_mask_generator(name, G, 0.5)(motion, np.random.default_rng(3))
+        # columns 1.. carry the previous slot's columns 0..; column 0 is new content, and its fresh
+        # scores move the top-k threshold a little
+        shifted = np.mean([(mask[s, :, 1:] == mask[s - 1, :, :-1]).mean() for s in range(1, t)])
+        assert low <= shifted <= high, name
+
+
+# --- no motion ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["mgm", "motion-topk", "mgm-warp"])
+def test_no_motion_falls_back_with_a_warning_and_exact_counts(name):
+    gen = build_mask_generator(name, G, 0.75)
+    still = np.zeros((16, 2, 14, 14), np.float32)
+    masks = []
+    for seed in range(5):
+        with pytest.warns(NoMotionWarning, match="no motion"):
+            masks.append(gen(still, np.random.default_rng(seed)))
+    for m in masks:
+        assert (m.reshape(8, -1).sum(axis=1) == 147).all()
+    assert len({m.tobytes() for m in masks}) == 5  # the fallback is random, not a fixed position
+    if name == "mgm-warp":
+        assert all((m == m[0]).all() for m in masks)  # nothing to carry: a tube
+
+
+def test_no_warning_when_there_is_motion():
+    motion, _ = blob_motion(G)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in STRATEGIES:
+            build_mask_generator(name, G, 0.75)(motion, np.random.default_rng(0))
+
+
+# --- batches and bad input ---------------------------------------------------------------------
+
+def test_batch_masks_follow_each_clip():
+    clips = [blob_motion(G, row=r, seed=r) for r in (1, 5, 9)]
+    motions = np.stack([m for m, _ in clips])
+    masks = generate_batch(build_mask_generator("mgm", G, 0.25, sigma=1.0), motions, np.random.default_rng(0))
+    assert masks.shape == (3, 8, 14, 14)
+    for mask, (_, centres) in zip(masks, clips):
+        assert masked_at(mask, centres).all()
+        assert (mask.reshape(8, -1).sum(axis=1) == 49).all()
+
+
+def test_bad_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="unknown mask strategy"):
+        build_mask_generator("nope", G, 0.75)
+    with pytest.raises(ValueError, match="unknown parameter.*sigmaa"):
+        build_mask_generator("mgm", G, 0.75, sigmaa=2)
+    with pytest.raises(ValueError, match="ratio"):
+        build_mask_generator("tube", G, 1.0)
+    with pytest.raises(ValueError, match="needs motion"):
+        build_mask_generator("mgm", G, 0.75)(None, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="motion must be"):
+        build_mask_generator("mgm", G, 0.75)(np.zeros((8, 2, 14, 14), np.float32), np.random.default_rng(0))
+    assert build_mask_generator("mgm", G, 0.75, sigma=3.0).params["sigma"] == 3.0
