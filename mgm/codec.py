@@ -245,7 +245,13 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
             kept["last"] = f  # an index past the end repeats the last frame
             yield f
 
-    field = _motion_field(frames(), info.width, info.height, block, path)
+    try:
+        field = _motion_field(frames(), info.width, info.height, block, path)
+    except VideoError:
+        if first == 0:
+            raise
+        raise VideoError(path, f"has fewer than {first + 1} frames; the clip needs frames "
+                               f"{first}..{last}") from None
     end = first + field.num_frames - 1  # last decoded display index
     if indices[0] > end:
         raise VideoError(path, f"has {end + 1} frames; the clip starts at frame {indices[0]}")
@@ -253,3 +259,38 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     video = np.stack([kept.get(i, kept["last"]).rgb for i in clamped.tolist()])
     dx, dy = accumulate(field.dx, field.dy, clamped, stride, offset=first)
     return video, dx, dy, field
+
+
+def write_video(path, frames, *, fps: int = 25, codec: str = "libx264", options: dict | None = None,
+                gop: int | None = None) -> int:
+    """Encode RGB frames (iterable of uint8 [H, W, 3], even H and W) to `path`; returns the count.
+
+    For libx264 the default options give exact motion vectors: one reference frame, no B-frames
+    (`x264-params bframes=0:ref=1`). Pass `options` to override, e.g. {} for x264's defaults.
+    Written to a temporary name and renamed, so an interrupted write leaves no partial file.
+    """
+    import av
+
+    path = os.fspath(path)
+    if options is None:
+        options = {"x264-params": "bframes=0:ref=1"} if codec == "libx264" else {}
+    tmp = f"{path}.part{os.path.splitext(path)[1]}"
+    n = 0
+    with av.open(tmp, "w") as out:
+        stream = None
+        for img in frames:
+            if stream is None:
+                stream = out.add_stream(codec, rate=fps)
+                stream.height, stream.width = img.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                if gop:
+                    stream.codec_context.gop_size = gop
+                stream.options = dict(options)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                out.mux(packet)
+            n += 1
+        if stream is not None:
+            for packet in stream.encode():
+                out.mux(packet)
+    os.replace(tmp, path)
+    return n
