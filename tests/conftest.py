@@ -31,6 +31,14 @@ def moving_square_frames(n=24, height=96, width=160, vx=4, vy=2, size=32, start=
     return np.stack(frames), boxes
 
 
+def interior_cells(box, block=16):
+    """(rows, cols) of the blocks lying entirely inside box = (y0, x0, y1, x1)."""
+    y0, x0, y1, x1 = box
+    rows = range(-(-y0 // block), y1 // block)
+    cols = range(-(-x0 // block), x1 // block)
+    return np.ix_(list(rows), list(cols))
+
+
 @pytest.fixture(scope="session")
 def encode(tmp_path_factory):
     """encode(name, frames, **write_video_kwargs) -> path of an encoded file (cached per session)."""

@@ -3,17 +3,9 @@
 import numpy as np
 import pytest
 
-from conftest import moving_square_frames
+from conftest import interior_cells, moving_square_frames
 from mgm import codec, motion
 from mgm.errors import VideoError
-
-
-def interior_cells(box, block=16):
-    """(rows, cols) of the blocks lying entirely inside box = (y0, x0, y1, x1)."""
-    y0, x0, y1, x1 = box
-    rows = range(-(-y0 // block), y1 // block)
-    cols = range(-(-x0 // block), x1 // block)
-    return np.ix_(list(rows), list(cols))
 
 
 def background_cells(box, shape, margin=24, block=16):
