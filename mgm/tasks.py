@@ -1,0 +1,156 @@
+"""The three training tasks as `trainer.Task`s: pre-training, fine-tuning, linear probing.
+
+Each builds its model from the config (geometry from the data section, widths from the model
+preset) and says how a batch becomes a loss and a video becomes logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mgm import distributed as D
+from mgm.checkpoint import load_checkpoint
+from mgm.errors import MGMError
+from mgm.mixup import mix_batch, soft_cross_entropy
+from mgm.train_config import TrainConfig
+from mgm.trainer import Task
+
+
+def model_config(cfg: TrainConfig, num_classes: int = 0):
+    """ModelConfig of the preset, with the data section's geometry and the model section's options."""
+    from mgm.model import ModelConfig
+
+    d = cfg.data
+    try:
+        return ModelConfig.from_preset(cfg.model.preset, img_size=d.size, num_frames=d.num_frames,
+                                       tubelet=d.tubelet, patch=d.patch, drop_path=cfg.model.drop_path,
+                                       grad_checkpointing=cfg.model.grad_checkpointing,
+                                       num_classes=num_classes)
+    except ValueError as e:
+        raise MGMError(f"config model: {e}") from None
+
+
+def state_dict_of(path) -> dict:
+    """The model weights inside a checkpoint file: ours ({"model": ...}), MCG-NJU's ({"model"} or
+    {"module"}) or a bare state dict (e.g. transformers' converted to a .pt)."""
+    state = load_checkpoint(path)
+    for key in ("model", "module", "state_dict"):
+        if isinstance(state.get(key), dict):
+            return state[key]
+    return state
+
+
+def init_encoder(model: nn.Module, path: str) -> None:
+    """Load the encoder of checkpoint `path` into model (VideoMAEClassifier); the head stays fresh."""
+    from mgm.model import load_encoder_weights
+
+    try:
+        skipped = load_encoder_weights(model, state_dict_of(path))
+    except ValueError as e:
+        raise MGMError(f"{path}: {e}") from None
+    D.print0(f"initialised the encoder from {path} ({len(skipped)} checkpoint tensors not used, "
+             f"e.g. the decoder)")
+
+
+def pretrain_task(cfg: TrainConfig) -> Task:
+    from mgm.model import VideoMAEPretrain
+
+    def loss(model, batch):
+        return model(batch["video"], batch["mask"])[0]
+
+    return Task("pretrain", VideoMAEPretrain(model_config(cfg)), loss)
+
+
+def finetune_task(cfg: TrainConfig, num_classes: int) -> Task:
+    """Classifier with layer-wise lr decay, drop path, label smoothing and optional mixup / cutmix."""
+    from mgm.model import VideoMAEClassifier, layer_id
+
+    model = VideoMAEClassifier(model_config(cfg, num_classes))
+    if cfg.model.init:
+        init_encoder(model, cfg.model.init)
+    o = cfg.optim
+
+    def loss(model, batch):
+        video, targets = mix_batch(batch["video"], batch["label"], num_classes, mixup=o.mixup,
+                                   cutmix=o.cutmix, prob=o.mix_prob, smoothing=o.label_smoothing)
+        return soft_cross_entropy(model(video), targets)
+
+    group_kw = {"layer_decay": o.layer_decay, "num_layers": model.cfg.depth, "layer_id": layer_id,
+                "no_weight_decay": model.no_weight_decay()}
+    return Task("finetune", model, loss, predict=lambda m, v: m(v), group_kw=group_kw)
+
+
+class LinearProbe(nn.Module):
+    """Frozen encoder -> features -> BatchNorm1d(affine=False) -> Linear (MAE's linear probe).
+
+    pooling "mean": clip features [B, D]; "slots": per-tubelet-slot features flattened [B, T'*D]
+    (keeps temporal order, which mean pooling throws away). The BatchNorm without affine only
+    standardises the features, so the classifier stays linear in them.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = "mean"):
+        super().__init__()
+        self.backbone, self.pooling = backbone, pooling
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        dim = backbone.cfg.embed_dim * (backbone.cfg.geometry.grid[0] if pooling == "slots" else 1)
+        self.bn = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: no dropout / drop path in the features
+        return self
+
+    def features(self, video: torch.Tensor) -> torch.Tensor:
+        """video [B, C, T, H, W] -> [B, D] or [B, T'*D]."""
+        with torch.no_grad():
+            if self.pooling == "slots":
+                return self.backbone.features_per_slot(video).flatten(1)
+            return self.backbone.features(video)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bn(self.features(video).float()))
+
+
+def linprobe_task(cfg: TrainConfig, num_classes: int) -> Task:
+    from mgm.model import VideoMAEClassifier
+
+    backbone = VideoMAEClassifier(model_config(cfg, 0))
+    if cfg.model.init:
+        init_encoder(backbone, cfg.model.init)
+    model = LinearProbe(backbone, num_classes, cfg.model.pooling)
+
+    def loss(model, batch):
+        return nn.functional.cross_entropy(model(batch["video"]).float(), batch["label"],
+                                           label_smoothing=cfg.optim.label_smoothing)
+
+    return Task("linprobe", model, loss, predict=lambda m, v: m(v))
+
+
+def build_task(name: str, cfg: TrainConfig, num_classes: int = 0) -> Task:
+    if name == "pretrain":
+        return pretrain_task(cfg)
+    if name == "finetune":
+        return finetune_task(cfg, num_classes)
+    if name == "linprobe":
+        return linprobe_task(cfg, num_classes)
+    raise MGMError(f"unknown task {name!r} (pretrain, finetune, linprobe)")
+
+
+def run_training(command: str, cfg: TrainConfig) -> dict:
+    """What `mgm pretrain|finetune|linprobe` do: datasets, task, fit, clean up the process group."""
+    from mgm.train_data import build_dataset, num_classes_of
+    from mgm.trainer import fit, setup
+
+    info = setup(cfg)
+    try:
+        train_set = build_dataset(cfg, "train", masks=command == "pretrain")
+        val_set = None if command == "pretrain" else build_dataset(cfg, "val", masks=False)
+        classes = 0 if command == "pretrain" else num_classes_of(cfg, train_set)
+        return fit(cfg, build_task(command, cfg, classes), train_set, val_set, info)
+    finally:
+        D.cleanup()

@@ -1,0 +1,225 @@
+"""`fit`: the wiring every training command shares -- run dir, log, lr scaling, optimizer and
+schedule, sampler and loader, resume, epochs, checkpoints, evaluation.
+
+Commands build a `Task` (model + how a batch becomes a loss / logits) and datasets, then call fit.
+Resuming is exact: the checkpoint holds the data-loader position (epoch, micro-batches done) and
+every rank's RNG state, and the data order and masks derive from (seed, epoch, index) only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mgm import checkpoint as C
+from mgm import distributed as D
+from mgm.engine import evaluate, make_scaler, resolve_precision, train_one_epoch
+from mgm.errors import MGMError
+from mgm.optim import CosineSchedule, build_optimizer, scaled_lr
+from mgm.runlog import RunLog
+from mgm.train_config import TrainConfig
+
+
+@dataclass
+class Task:
+    """What differs between pre-training, fine-tuning and linear probing."""
+
+    name: str
+    model: torch.nn.Module                      # unwrapped; fit moves it to the device and wraps DDP
+    loss: Callable                              # loss(model, batch) -> scalar tensor
+    predict: Callable | None = None             # predict(model, video [B,C,T,H,W]) -> logits [B,K]
+    group_kw: dict = field(default_factory=dict)  # extra param_groups() arguments (layer decay)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup(cfg: TrainConfig) -> D.DistInfo:
+    """Join the process group (if launched by torchrun), set threads, seed model initialisation
+    identically on every rank (DDP also broadcasts rank 0's weights)."""
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
+    info = D.init_distributed(cfg.run.device)
+    seed_everything(cfg.run.seed)
+    return info
+
+
+def make_loader(dataset, cfg: TrainConfig, info: D.DistInfo, *, train: bool):
+    """DataLoader over a ShardedSampler. A private generator keeps the loader from drawing on the
+    global torch RNG (which would shift the RNG stream when a run resumes mid-epoch)."""
+    sampler = D.ShardedSampler(len(dataset), num_replicas=info.world_size, rank=info.rank,
+                               shuffle=train, seed=cfg.run.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+        drop_last=train, pin_memory=info.device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.run.seed),
+        persistent_workers=False)
+    return loader, sampler
+
+
+def _resume_path(cfg: TrainConfig) -> Path | None:
+    if not cfg.run.resume:
+        return None
+    if cfg.run.resume == "auto":
+        path = C.latest_checkpoint(cfg.run_dir)
+        if path is None:
+            D.print0(f"[{cfg.run.name}] --resume auto: no checkpoint in {cfg.run_dir}, starting fresh")
+        return path
+    return Path(cfg.run.resume)
+
+
+def _config_diff(old: dict, new: dict) -> list[str]:
+    diffs = []
+    for section, values in new.items():
+        for key, value in values.items():
+            if section == "run" and key == "resume":
+                continue
+            before = old.get(section, {}).get(key)
+            if before != value:
+                diffs.append(f"{section}.{key}: {before!r} -> {value!r}")
+    return diffs
+
+
+def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo | None = None) -> dict:
+    """Train task.model on train_set for cfg.optim.epochs (or max_steps), evaluating on val_set.
+
+    Returns {"step", "epoch", "loss", "eval" (last evaluation or None), "checkpoint" (last path)}.
+    """
+    info = info or D.init_distributed(cfg.run.device)
+    run_dir = cfg.run_dir
+    log = RunLog(run_dir, active=info.is_main)
+    model = task.model.to(info.device)
+    precision = resolve_precision(cfg.run.precision, info.device)
+    scaler = make_scaler(info.device, precision)
+
+    o = cfg.optim
+    effective_batch = cfg.data.batch_size * o.accum_steps * info.world_size
+    lr = scaled_lr(o.base_lr, effective_batch)
+    steps_per_epoch = len(train_set) // effective_batch
+    if steps_per_epoch < 1:
+        raise MGMError(f"training set of {len(train_set)} clips is smaller than one effective batch "
+                       f"({effective_batch} = batch {cfg.data.batch_size} x accum {o.accum_steps} x "
+                       f"{info.world_size} processes)")
+    total_steps = o.epochs * steps_per_epoch
+    last_step = min(total_steps, o.max_steps) if o.max_steps > 0 else total_steps
+    optimizer = build_optimizer(model, lr, o.weight_decay, betas=o.betas, **task.group_kw)
+    schedule = CosineSchedule(optimizer, lr, total_steps, round(o.warmup_epochs * steps_per_epoch), o.min_lr)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    D.print0(f"[{cfg.run.name}] {task.name}: base lr {o.base_lr:.3g} x effective batch {effective_batch} "
+             f"({cfg.data.batch_size} x {o.accum_steps} accum x {info.world_size} procs) / 256 "
+             f"= lr {lr:.3g}; {steps_per_epoch} steps/epoch, {last_step} steps; "
+             f"{n_train / 1e6:.2f}M of {n_params / 1e6:.2f}M params trained; {precision} on {info.device}")
+
+    step, epoch, batches_done = 0, 0, 0
+    resume = _resume_path(cfg)
+    if resume is not None:
+        state = C.load_checkpoint(resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step, epoch, batches_done = int(state["step"]), int(state["epoch"]), int(state["batches_done"])
+        rngs = state["rng"]
+        if len(rngs) == info.world_size:
+            C.restore_rng(rngs[info.rank])
+        else:  # another world size: the run continues, but not bit for bit
+            seed_everything(cfg.run.seed + 7919 * (step + 1) + info.rank)
+            D.print0(f"[{cfg.run.name}] checkpoint from {len(rngs)} processes, now {info.world_size}: "
+                     f"RNG streams reseeded")
+        for line in _config_diff(state.get("config", {}), cfg.to_dict()):
+            D.print0(f"[{cfg.run.name}] config changed since the checkpoint: {line}")
+        D.print0(f"[{cfg.run.name}] resumed from {resume} at step {step} (epoch {epoch}, "
+                 f"{batches_done} batches into it)")
+        log.write("resume", step=step, epoch=epoch, path=str(resume))
+    else:
+        # Training randomness (drop path, mixup) differs per rank; initialisation did not.
+        seed_everything(cfg.run.seed * 1000 + 1 + info.rank)
+        log.write("start", task=task.name, config=cfg.to_dict(), base_lr=o.base_lr, lr=lr,
+                  effective_batch=effective_batch, world_size=info.world_size,
+                  steps_per_epoch=steps_per_epoch, total_steps=total_steps, precision=precision,
+                  params=n_params, trainable_params=n_train)
+
+    net = D.wrap_ddp(model, info)
+    loader, sampler = make_loader(train_set, cfg, info, train=True)
+    last_ckpt = [C.latest_checkpoint(run_dir) if resume is not None else None]
+
+    def save(step_: int, epoch_: int, batches_: int) -> None:
+        rngs = D.all_gather_objects(C.capture_rng())  # every rank's stream, for exact resume
+        if info.is_main:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": schedule.state_dict(),
+                     "scaler": scaler.state_dict() if scaler is not None else {},
+                     "step": step_, "epoch": epoch_, "batches_done": batches_, "config": cfg.to_dict(),
+                     "rng": rngs, "task": task.name, "world_size": info.world_size}
+            last_ckpt[0] = C.save_checkpoint(C.checkpoint_path(run_dir, step_), state)
+            C.prune_checkpoints(run_dir, cfg.run.keep_ckpts)
+        D.barrier()
+
+    result_eval, mean_loss = None, float("nan")
+    t_start = time.perf_counter()
+    while epoch < o.epochs and step < last_step:
+        steps_left = min(steps_per_epoch - batches_done // o.accum_steps, last_step - step)
+        sampler.set_epoch(epoch, start=batches_done * cfg.data.batch_size)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        epoch_start_step = step - batches_done // o.accum_steps
+
+        def on_step(global_step: int, metrics: dict) -> None:
+            if info.is_main and (global_step % max(1, cfg.run.log_every) == 0 or global_step == last_step):
+                log.write("step", step=global_step, epoch=epoch, **metrics)
+            if cfg.run.ckpt_every > 0 and global_step % cfg.run.ckpt_every == 0:
+                done = (global_step - epoch_start_step) * o.accum_steps
+                if done < steps_per_epoch * o.accum_steps:  # the epoch-end save covers the rest
+                    save(global_step, epoch, done)
+
+        stats = train_one_epoch(net, task.loss, loader, optimizer, schedule, device=info.device,
+                                steps=steps_left, precision=precision, scaler=scaler,
+                                accum_steps=o.accum_steps, clip_grad=o.clip_grad, step_offset=step,
+                                on_step=on_step, desc=f"{task.name} epoch {epoch}",
+                                progress=cfg.run.progress)
+        step += stats["steps"]
+        mean_loss = stats["loss"]
+        finished_epoch = step - epoch_start_step == steps_per_epoch
+        if finished_epoch:
+            epoch, batches_done = epoch + 1, 0
+        else:
+            batches_done = (step - epoch_start_step) * o.accum_steps
+        log.write("epoch", step=step, epoch=epoch, loss=mean_loss,
+                  elapsed=round(time.perf_counter() - t_start, 3))
+        D.print0(f"[{cfg.run.name}] step {step}/{last_step} epoch {epoch}: loss {mean_loss:.4f}")
+        save(step, epoch, batches_done)
+        last = step >= last_step or epoch >= o.epochs
+        if val_set is not None and task.predict is not None and (
+                last or (cfg.run.eval_every > 0 and finished_epoch and epoch % cfg.run.eval_every == 0)):
+            result_eval = run_evaluation(task, model, val_set, cfg, info, precision)
+            log.write("eval", step=step, epoch=epoch, **result_eval)
+            D.print0(f"[{cfg.run.name}] eval at step {step}: top-1 {result_eval['top1']:.2f}% "
+                     f"top-5 {result_eval['top5']:.2f}% over {result_eval['videos']} videos "
+                     f"({result_eval['views']} views)")
+    log.close()
+    return {"step": step, "epoch": epoch, "loss": mean_loss, "eval": result_eval,
+            "checkpoint": str(last_ckpt[0]) if last_ckpt[0] else None}
+
+
+def run_evaluation(task: Task, model, dataset, cfg: TrainConfig, info: D.DistInfo, precision: str) -> dict:
+    loader, _ = make_loader(dataset, cfg, info, train=False)
+    return evaluate(task.predict, model, loader, device=info.device, precision=precision,
+                    progress=cfg.run.progress)
+
+
+def env_threads_hint() -> None:
+    """torchrun on CPU starts N processes that each default to all cores; say so once."""
+    if os.environ.get("WORLD_SIZE", "1") != "1" and "OMP_NUM_THREADS" not in os.environ:
+        D.print0("hint: set OMP_NUM_THREADS (or run.threads) so that processes x threads <= cores")
