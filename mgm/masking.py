@@ -77,7 +77,7 @@ def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _slot_magnitude(motion: np.ndarray, tubelet: int, camera_comp: bool) -> np.ndarray:
+def slot_magnitude(motion: np.ndarray, tubelet: int, camera_comp: bool) -> np.ndarray:
     """Motion magnitude per tubelet slot.
 
     motion: float32 [B, T, 2, H', W'] -> float32 [B, T', H', W'], the sum over each slot's frames of
@@ -133,7 +133,7 @@ class MaskGenerator:
 
     def __post_init__(self):
         if not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"{self.name} mask: ratio must be in [0, 1), got {self.ratio}")
+            raise ValueError(f"ratio must be in [0, 1), got {self.ratio} (strategy {self.name})")
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -267,13 +267,13 @@ class _MotionMask(MaskGenerator):
     def __post_init__(self):
         super().__post_init__()
         if self.smooth < 0 or self.min_motion < 0:
-            raise ValueError(f"{self.name} mask: smooth and min_motion must be >= 0")
+            raise ValueError(f"smooth and min_motion must be >= 0 (strategy {self.name})")
         _, h, w = self.grid
         self._blur = (_gaussian_matrix(h, self.smooth), _gaussian_matrix(w, self.smooth)) if self.smooth > 0 else None
 
     def _magnitude(self, motions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """motions [B, T, 2, H', W'] -> (smoothed magnitude float32 [B, T', H', W'], moving bool [B, T'])."""
-        mag = _slot_magnitude(motions, self.geometry.tubelet, self.camera_comp)
+        mag = slot_magnitude(motions, self.geometry.tubelet, self.camera_comp)
         moving = mag.max(axis=(2, 3)) > self.min_motion
         if self._blur is not None:
             bh, bw = self._blur
@@ -304,7 +304,7 @@ class MGMMask(_MotionMask):
     def __post_init__(self):
         super().__post_init__()
         if self.sigma <= 0 or self.jitter < 0 or not 0.0 <= self.focus <= 1.0:
-            raise ValueError(f"mgm mask: need sigma > 0, jitter >= 0, 0 <= focus <= 1; got "
+            raise ValueError(f"mgm needs sigma > 0, jitter >= 0 and 0 <= focus <= 1; got "
                              f"sigma={self.sigma}, jitter={self.jitter}, focus={self.focus}")
 
     def centres(self, motions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -416,8 +416,8 @@ def build_mask_generator(name: str, geometry: Geometry, ratio: float, **params) 
     valid = [f.name for f in fields(cls) if f.name not in ("geometry", "ratio")]
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise ValueError(f"{name} mask: unknown parameter(s) {', '.join(unknown)}; "
-                         f"valid: {', '.join(valid) or 'none'}")
+        raise ValueError(f"strategy {name} has no parameter(s) {', '.join(unknown)}; "
+                         f"its parameters: {', '.join(valid) or 'none'}")
     return cls(geometry=geometry, ratio=ratio, **params)
 
 

@@ -268,7 +268,7 @@ def test_batch_masks_follow_each_clip():
 def test_bad_arguments_are_value_errors():
     with pytest.raises(ValueError, match="unknown mask strategy"):
         build_mask_generator("nope", G, 0.75)
-    with pytest.raises(ValueError, match="unknown parameter.*sigmaa"):
+    with pytest.raises(ValueError, match="no parameter.*sigmaa"):
         build_mask_generator("mgm", G, 0.75, sigmaa=2)
     with pytest.raises(ValueError, match="ratio"):
         build_mask_generator("tube", G, 1.0)

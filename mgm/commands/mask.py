@@ -1,0 +1,163 @@
+"""Make the mask of one clip, as training would, and write it to OUT.npy.
+
+Samples num-frames frames start, start+stride, ..., resizes them without cropping to size x size,
+reads each sampled frame's motion from the video's motion vectors (summed over the `stride` decoded
+frames up to it, averaged onto the patch grid), and writes the mask: numpy bool
+[num_frames/tubelet, size/patch, size/patch], True = masked, masked fraction = ratio within one
+patch (the `frame` strategy masks round(ratio * slots) whole time slots).
+
+Strategy constants (mgm: --sigma --focus --jitter --smooth --min-motion --no-camera-comp) are
+passed only to the strategies that have them; giving one to another strategy is an error.
+A clip without motion (static scene, all-intra video) still gets a valid mask by the strategy's
+documented fallback, with a warning on stderr. Past the end of a short video the last frame repeats.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mgm.config import Geometry
+
+NAME = "mask"
+HELP = "write the mask (bool [T/tubelet, size/patch, size/patch], True = masked) of one clip to .npy"
+
+# CLI flag -> masking parameter, for the strategy constants exposed on the command line.
+STRATEGY_OPTIONS = {"sigma": "sigma", "focus": "focus", "jitter": "jitter", "smooth": "smooth",
+                    "min_motion": "min_motion", "camera_comp": "camera_comp"}
+
+
+class _LazyStrategies:
+    """argparse `choices` that imports mgm.masking (and numpy) only when used, keeping `mgm --help` fast."""
+
+    def _names(self):
+        from mgm.masking import STRATEGIES
+        return STRATEGIES
+
+    def __contains__(self, name):
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def add_sampling_arguments(p) -> None:
+    """Clip sampling and geometry options shared by `mgm mask` and `mgm show`."""
+    d = Geometry()
+    p.add_argument("video", help="input video with motion vectors (H.264, MPEG-4 Part 2, ...)")
+    p.add_argument("--strategy", default="mgm", choices=_LazyStrategies(), metavar="S",
+                   help="random, tube, frame, running-cell, mgm, motion-topk or mgm-warp (default mgm)")
+    p.add_argument("--ratio", type=float, default=0.75, help="masking ratio in [0, 1) (default 0.75)")
+    p.add_argument("--num-frames", type=int, default=d.num_frames, help=f"frames per clip (default {d.num_frames})")
+    p.add_argument("--stride", type=int, default=4, help="sampling stride in decoded frames (default 4)")
+    p.add_argument("--size", type=int, default=d.size, help=f"frames resized (no crop) to size x size (default {d.size})")
+    p.add_argument("--start", type=int, default=0, help="first sampled frame (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the mask (default 0)")
+    p.add_argument("--tubelet", type=int, default=d.tubelet, help=f"frames per token (default {d.tubelet})")
+    p.add_argument("--patch", type=int, default=d.patch, help=f"pixels per token side (default {d.patch})")
+    g = p.add_argument_group("strategy constants (defaults: the strategy's own, see mgm.masking)")
+    g.add_argument("--sigma", type=float, help="mgm: Gaussian width around the motion centre, in patches")
+    g.add_argument("--focus", type=float, help="mgm: share of the masked patches placed by the Gaussian (1 = all)")
+    g.add_argument("--jitter", type=float, help="mgm: std of the random shift of the centre, in patches")
+    g.add_argument("--smooth", type=float, help="mgm, motion-topk: blur of the magnitude map, in patches (0 = off)")
+    g.add_argument("--min-motion", type=float, help="mgm, motion-topk, mgm-warp: px per slot below which a slot has no motion")
+    g.add_argument("--no-camera-comp", dest="camera_comp", action="store_const", const=False,
+                   help="mgm, motion-topk: keep camera motion (default: subtract each frame's median vector)")
+
+
+def add_arguments(p):
+    add_sampling_arguments(p)
+    p.add_argument("--out", required=True, help="output .npy file")
+    p.add_argument("--quiet", action="store_true", help="no summary line")
+
+
+def geometry_of(args) -> Geometry:
+    from mgm.errors import MGMError
+
+    if args.num_frames <= 0 or args.size <= 0 or args.tubelet <= 0 or args.patch <= 0:
+        raise MGMError("--num-frames, --size, --tubelet and --patch must be positive")
+    if args.stride <= 0 or args.start < 0:
+        raise MGMError(f"--stride must be positive and --start >= 0, got {args.stride} and {args.start}")
+    try:
+        return Geometry(num_frames=args.num_frames, size=args.size, tubelet=args.tubelet, patch=args.patch)
+    except ValueError as e:
+        raise MGMError(str(e)) from None
+
+
+def generator_of(args, geometry: Geometry):
+    """The MaskGenerator the options describe; constants given for another strategy are an error."""
+    from mgm.errors import MGMError
+    from mgm.masking import build_mask_generator
+
+    params = {param: getattr(args, flag) for flag, param in STRATEGY_OPTIONS.items()
+              if getattr(args, flag) is not None}
+    try:
+        return build_mask_generator(args.strategy, geometry, args.ratio, **params)
+    except ValueError as e:
+        raise MGMError(str(e)) from None
+
+
+def sample_clip(path, geometry: Geometry, stride: int, start: int = 0):
+    """Decode the clip `start, start + stride, ...` and its motion on the patch grid.
+
+    Returns frames uint8 [T, H, W, 3] at the video's own size, motion float32 [T, 2, H', W'] in
+    pixels of the size x size clip, and the number of frames the video has past `start` when it is
+    shorter than the clip needs (else None; the last frame then repeats).
+    """
+    import numpy as np
+
+    from mgm import codec, motion
+
+    indices = start + stride * np.arange(geometry.num_frames)
+    frames, dx, dy, field = codec.read_clip(path, indices, stride=stride)
+    h, w = frames.shape[1:3]
+    _, gh, gw = geometry.grid
+    dx, dy = motion.resample_to_grid(dx, dy, (h, w), (0, 0, h, w), (geometry.size, geometry.size), (gh, gw))
+    first = max(int(indices[0]) - stride + 1, 0)
+    decoded_end = first + field.num_frames - 1
+    short = decoded_end - start + 1 if indices[-1] > decoded_end else None
+    return frames, np.stack([dx, dy], axis=1), short
+
+
+def make_mask(args, prog: str = NAME):
+    """Shared by `mgm mask` and `mgm show`: (geometry, frames [T, H, W, 3], motion [T, 2, H', W'], mask [T', H', W'])."""
+    import warnings
+
+    import numpy as np
+
+    geometry = geometry_of(args)
+    generator = generator_of(args, geometry)
+    frames, motion, short = sample_clip(args.video, geometry, args.stride, args.start)
+    if short is not None:
+        warn(prog, f"{args.video}: only {short} frames from --start {args.start}, the clip needs "
+                   f"{(geometry.num_frames - 1) * args.stride + 1}; the last frame repeats")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mask = generator(motion if generator.needs_motion else None, np.random.default_rng(args.seed))
+    for w in caught:
+        warn(prog, f"{args.video}: {w.message}")
+    return geometry, frames, motion, mask
+
+
+def warn(prog: str, message: str) -> None:
+    print(f"mgm {prog}: warning: {message}", file=sys.stderr)
+
+
+def run(args):
+    import os
+
+    import numpy as np
+
+    from mgm.errors import MGMError
+
+    geometry, _, _, mask = make_mask(args)
+    out = args.out if args.out.endswith(".npy") else args.out + ".npy"
+    tmp = out + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, mask)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise MGMError(f"{out}: cannot write ({e.strerror})") from None
+    if not args.quiet:
+        print(f"{out}: {args.strategy} mask {list(mask.shape)}, {int(mask.sum())} of {mask.size} tokens "
+              f"masked ({mask.mean():.3f})", file=sys.stderr)

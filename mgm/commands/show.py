@@ -1,0 +1,82 @@
+"""Draw a clip's motion and its mask, to check by eye that the mask follows the motion.
+
+Samples and masks the clip exactly as `mgm mask` does (same options), then writes
+  FILE.png  a montage, one column per time slot (its last frame): top row the motion
+            (heat map of the magnitude and arrows of the displacement over the slot, camera motion
+            removed unless --no-camera-comp), bottom row the mask (masked patches dark blue, a
+            yellow ring at the motion centre MGM picks: smoothed argmax, without jitter);
+  FILE.gif  an animation of every sampled frame: its own motion beside its slot's mask.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mgm.commands.mask import add_sampling_arguments
+
+NAME = "show"
+HELP = "draw a clip's motion and mask as a PNG montage or an animated GIF"
+
+
+def add_arguments(p):
+    add_sampling_arguments(p)
+    p.add_argument("--out", required=True, help="output FILE.png (montage) or FILE.gif (animation)")
+    p.add_argument("--ms", type=int, default=250, help="GIF: milliseconds per frame (default 250)")
+
+
+def run(args):
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from mgm import viz
+    from mgm.commands.mask import make_mask
+    from mgm.errors import MGMError
+
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".png", ".gif"):
+        raise MGMError(f"{args.out}: --out must end in .png or .gif")
+    geometry, frames, motion, mask = make_mask(args, NAME)
+    size, tubelet, patch = geometry.size, geometry.tubelet, geometry.patch
+    frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in frames])
+    comp = getattr(args, "camera_comp", None) is not False
+    centres = motion_centres(geometry, motion, args)
+    name = os.path.basename(args.video)
+    title = (f"{name}  {args.strategy} {args.ratio:g}  frames {args.start}+{args.stride}k, "
+             f"{size}x{size}, {int(mask.sum())}/{mask.size} tokens masked")
+    if ext == ".png":
+        motion_tiles, mask_tiles = viz.clip_views(frames, motion, mask, tubelet, patch, comp, centres)
+        labels = [f"t={args.start + args.stride * (s * tubelet + tubelet - 1)}" for s in range(len(mask_tiles))]
+        image = viz.montage([motion_tiles, mask_tiles], ["motion", "mask"], labels, title)
+        save = lambda path: viz.save_png(path, image)  # noqa: E731
+    else:
+        # Per frame: each frame's own motion, beside the mask of its slot.
+        motion_tiles, mask_tiles = viz.clip_views(frames, motion, np.repeat(mask, tubelet, axis=0), 1, patch,
+                                                  comp, np.repeat(centres, tubelet, axis=0))
+        images = [viz.montage([[a, b]], [""], ["motion", f"mask (slot {i // tubelet})"],
+                              f"{name} {args.strategy}  t={args.start + args.stride * i}")
+                  for i, (a, b) in enumerate(zip(motion_tiles, mask_tiles))]
+        save = lambda path: viz.save_gif(path, images, args.ms)  # noqa: E731
+    tmp = f"{args.out}.tmp{ext}"
+    try:
+        save(tmp)
+        os.replace(tmp, args.out)
+    except OSError as e:
+        raise MGMError(f"{args.out}: cannot write ({e.strerror})") from None
+    print(f"{args.out}: {args.strategy} mask of {name}", file=sys.stderr)
+
+
+def motion_centres(geometry, motion, args):
+    """[T', 2] the centres MGM would use for this clip (its smoothing and camera options, no jitter)."""
+    import warnings
+
+    import numpy as np
+
+    from mgm.masking import build_mask_generator
+
+    params = {k: getattr(args, k) for k in ("smooth", "min_motion", "camera_comp") if getattr(args, k) is not None}
+    mgm = build_mask_generator("mgm", geometry, 0.5, jitter=0.0, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # make_mask already warned about a motionless clip
+        return mgm.centres(motion[None], np.random.default_rng(args.seed))[0]
