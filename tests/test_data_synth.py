@@ -1,0 +1,79 @@
+"""Synthetic motion benchmark: determinism, layout, and motion vectors that match the ground truth."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mgm import codec
+from mgm.data import synth
+from mgm.data.lists import read_list
+from mgm.errors import MGMError
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    synth.generate(out, "tiny", seed=3, per_class={"train": 1, "val": 1}, jobs=2, progress=False)
+    return out
+
+
+def test_layout_lists_and_classes(bench):
+    assert len(synth.CLASSES) >= 10
+    assert (bench / "classes.txt").read_text().split() == list(synth.CLASSES)
+    for split in ("train", "val"):
+        samples = read_list(bench / f"{split}.txt", root=bench)
+        assert [s.label for s in samples] == list(range(len(synth.CLASSES)))
+        info = codec.probe(samples[0].path)
+        assert (info.width, info.height, info.num_frames, info.codec) == (64, 64, 32, "h264")
+        anns = [json.loads(line) for line in open(bench / f"{split}.jsonl")]
+        assert [a["class"] for a in anns] == list(synth.CLASSES)
+        assert np.array(anns[0]["centre"]).shape == (32, 2)
+
+
+def test_same_seed_same_frames_other_seed_differs(bench, tmp_path):
+    synth.generate(tmp_path / "a", "tiny", seed=3, per_class={"val": 1}, jobs=1, progress=False)
+    synth.generate(tmp_path / "b", "tiny", seed=4, per_class={"val": 1}, jobs=1, progress=False)
+    for rel in ("val/left/00000.mp4", "val/orbit/00011.mp4"):
+        same = [f.rgb for f in codec.iter_frames(tmp_path / "a" / rel, motion=False)]
+        ref = [f.rgb for f in codec.iter_frames(bench / rel, motion=False)]
+        other = [f.rgb for f in codec.iter_frames(tmp_path / "b" / rel, motion=False)]
+        assert np.array_equal(np.stack(same), np.stack(ref))  # parallel (jobs=2) and serial agree
+        assert not np.array_equal(np.stack(same), np.stack(other))
+
+
+def test_other_benchmark_in_folder_is_an_error(bench):
+    with pytest.raises(MGMError, match="different benchmark"):
+        synth.generate(bench, "tiny", seed=4, per_class={"train": 1, "val": 1}, progress=False)
+
+
+def test_motion_vectors_follow_the_annotated_object(bench):
+    """Translation classes: the block under the object's centre moves with the annotated velocity."""
+    anns = [json.loads(line) for line in open(bench / "train.jsonl")]
+    for a in anns:
+        if a["class"] not in ("left", "right", "up", "down"):
+            continue
+        field = codec.read_motion(bench / a["path"])
+        c = np.array(a["centre"])
+        vel = np.diff(c, axis=0)  # [31, 2] px / frame on screen
+        got = []
+        for t in range(1, 32):
+            bx, by = int(c[t, 0] // 16), int(c[t, 1] // 16)
+            if 0 <= bx < 4 and 0 <= by < 4 and field.known[t, by, bx]:
+                got.append((field.dx[t, by, bx], field.dy[t, by, bx]))
+        assert len(got) > 10, a["path"]
+        err = np.median(np.abs(np.array(got) - vel.mean(0)), axis=0)
+        assert (err < 0.4).all(), (a["class"], err)
+
+
+def test_trajectories_are_time_centred():
+    """Whatever the class, the main object's mean screen position over the clip is its uniform
+    anchor in [0.25, 0.75] of the frame and its mean log-size is 0, so position and size averaged
+    over time carry no class information."""
+    for label in range(len(synth.CLASSES)):
+        for seed in range(5):
+            frames, ann = synth.make_clip(label, np.random.default_rng(seed), 32, 16)
+            assert frames.shape == (16, 32, 32, 3) and frames.dtype == np.uint8
+            mean = np.array(ann["centre"]).mean(0)
+            assert ((mean > 0.25 * 32 - 0.01) & (mean < 0.75 * 32 + 0.01)).all(), (ann["class"], mean)
+            assert abs(np.log(ann["scale"]).mean()) < 1e-3
