@@ -51,11 +51,11 @@ def test_patchify_layout_and_inverse():
     v = clip(c)
     p = patchify(v, c.tubelet, c.patch)
     gt, gh, gw = c.geometry.grid
-    assert p.shape == (2, gt * gh * gw, c.tubelet * c.patch * c.patch, 3)
+    assert p.shape == (2, gt * gh * gw, 3, c.tubelet * c.patch * c.patch)
     b, ch, t, y, x = 1, 2, 5, 19, 10  # an arbitrary pixel
     token = ((t // c.tubelet) * gh + y // c.patch) * gw + x // c.patch
     inner = ((t % c.tubelet) * c.patch + y % c.patch) * c.patch + x % c.patch
-    assert p[b, token, inner, ch] == v[b, ch, t, y, x]
+    assert p[b, token, ch, inner] == v[b, ch, t, y, x]
     assert torch.equal(unpatchify(p, c.geometry.grid, c.tubelet, c.patch), v)
 
 
@@ -154,9 +154,9 @@ def test_loss_is_zero_when_prediction_equals_target():
     c = cfg()
     gt, gh, gw = c.geometry.grid
     g = torch.Generator().manual_seed(0)
-    pattern = torch.randn(1, 1, c.tubelet * c.patch * c.patch, 3, generator=g)
-    scale = torch.rand(2, gt * gh * gw, 1, 3, generator=g) + 0.5
-    shift = torch.randn(2, gt * gh * gw, 1, 3, generator=g)
+    pattern = torch.randn(1, 1, 3, c.tubelet * c.patch * c.patch, generator=g)
+    scale = torch.rand(2, gt * gh * gw, 3, 1, generator=g) + 0.5
+    shift = torch.randn(2, gt * gh * gw, 3, 1, generator=g)
     pixels = unpatchify(pattern * scale + shift, c.geometry.grid, c.tubelet, c.patch)
     video = (pixels - torch.tensor(IMAGENET_MEAN)[:, None, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None, None]
     mask = mask_first(2, gt * gh * gw, [30, 30])
@@ -185,7 +185,7 @@ def test_reconstruct_copies_visible_and_places_predictions():
     pixels = v * torch.tensor(IMAGENET_STD)[:, None, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None, None]
     rp, pp = patchify(rec, c.tubelet, c.patch), patchify(pixels, c.tubelet, c.patch)
     torch.testing.assert_close(rp[~mask], pp[~mask], atol=1e-6, rtol=0)
-    torch.testing.assert_close(rp[mask], pp[mask].mean(1, keepdim=True).expand_as(pp[mask]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rp[mask], pp[mask].mean(-1, keepdim=True).expand_as(pp[mask]), atol=1e-5, rtol=0)
 
 
 def test_grad_checkpointing_gives_same_gradients():

@@ -1,0 +1,165 @@
+"""Pre-training step throughput: our VideoMAEPretrain vs transformers' VideoMAEForPreTraining.
+
+    ./run bench train [--configs tiny,small] [--steps 10] [--small-steps 3] [--no-compile]
+                      [--out runs/bench/train.json]
+
+One step = forward + loss + backward + AdamW step, on the same configuration, batch, clips and
+masks (90% masked, the same count per clip) for every implementation. Side by side in one run,
+interleaved step by step so that load from other processes hits all of them alike:
+  transformers     VideoMAEForPreTraining built from the same config (its default SDPA attention)
+  ours             VideoMAEPretrain, eager
+  ours-compiled    VideoMAEPretrain under torch.compile (compile time reported separately)
+Configurations: tiny (192-d, depth 4, batch 8 of 16x112x112) and ViT-S (384-d, depth 12,
+decoder 192-d depth 4; batch 2 of 16x224x224 by default). Ratios are transformers' ms per step
+divided by ours (> 1: ours is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from mgm import interop  # noqa: E402
+from mgm.model import ModelConfig, VideoMAEPretrain  # noqa: E402
+
+MASK_RATIO = 0.9
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", default="tiny,small", help="comma list of: tiny, small")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per implementation, tiny config")
+    p.add_argument("--small-steps", type=int, default=3, help="timed steps per implementation, ViT-S config")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (after compilation)")
+    p.add_argument("--batch", type=int, default=8, help="tiny config batch")
+    p.add_argument("--small-batch", type=int, default=2)
+    p.add_argument("--small-size", type=int, default=224)
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "train.json"))
+    return p.parse_args(argv)
+
+
+def make_inputs(cfg: ModelConfig, batch: int, steps: int, seed: int = 0):
+    """Per step: a clip batch `[B, C, T, H, W]` and a bool mask `[B, N]` with exactly
+    floor(0.9 N) masked tokens per clip."""
+    g = torch.Generator().manual_seed(seed)
+    n = cfg.geometry.num_tokens
+    k = int(MASK_RATIO * n)
+    out = []
+    for _ in range(steps):
+        video = torch.randn(batch, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, generator=g)
+        order = torch.rand(batch, n, generator=g).argsort(1)
+        mask = torch.zeros(batch, n, dtype=torch.bool).scatter_(1, order[:, :k], True)
+        out.append((video, mask))
+    return out
+
+
+class Runner:
+    """One implementation: its model, optimizer and how it is called."""
+
+    def __init__(self, name: str, model: torch.nn.Module, call):
+        self.name, self.model, self.call = name, model.train(), call
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
+        self.times: list[float] = []
+        self.first_step_s = 0.0
+        self.losses: list[float] = []
+
+    def step(self, video, mask) -> float:
+        t0 = time.perf_counter()
+        loss = self.call(self.model, video, mask)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.losses.append(loss.item())
+        return time.perf_counter() - t0
+
+
+def build_runners(cfg: ModelConfig, compile_: bool) -> list[Runner]:
+    import transformers
+
+    torch.manual_seed(0)
+    hf = transformers.VideoMAEForPreTraining(transformers.VideoMAEConfig(**interop.hf_config_kwargs(cfg, pretrain=True)))
+    runners = [Runner("transformers", hf,
+                      # transformers wants [B, T, C, H, W]; the transpose is a view, it copies internally
+                      lambda m, v, k: m(v.transpose(1, 2), bool_masked_pos=k).loss)]
+    torch.manual_seed(0)
+    runners.append(Runner("ours", VideoMAEPretrain(cfg), lambda m, v, k: m(v, k)[0]))
+    if compile_:
+        torch.manual_seed(0)
+        runners.append(Runner("ours-compiled", torch.compile(VideoMAEPretrain(cfg)), lambda m, v, k: m(v, k)[0]))
+    return runners
+
+
+def bench_config(label: str, cfg: ModelConfig, batch: int, steps: int, warmup: int, compile_: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    runners = build_runners(cfg, compile_)
+    inputs = make_inputs(cfg, batch, warmup + steps + 1)
+    for r in runners:  # first step includes torch.compile's compilation
+        r.first_step_s = r.step(*inputs[0])
+        for video, mask in inputs[1:1 + warmup]:
+            r.step(video, mask)
+    for video, mask in tqdm(inputs[1 + warmup:], desc=f"{label} steps", leave=False):
+        for r in runners:  # interleaved: background load hits every implementation alike
+            r.times.append(r.step(video, mask))
+    base = statistics.median(runners[0].times)
+    rows = []
+    for r in runners:
+        med = statistics.median(r.times)
+        rows.append(dict(
+            config=label, impl=r.name, batch=batch, frames=cfg.num_frames, size=cfg.img_size,
+            embed_dim=cfg.embed_dim, depth=cfg.depth, decoder_embed_dim=cfg.decoder_embed_dim,
+            decoder_depth=cfg.decoder_depth, steps=len(r.times), ms_per_step_median=1000 * med,
+            ms_per_step_min=1000 * min(r.times), clips_per_s=batch / med, speedup_vs_transformers=base / med,
+            first_step_s=r.first_step_s, final_loss=r.losses[-1],
+        ))
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    configs = {
+        "tiny": (ModelConfig.from_preset("tiny", img_size=112, num_frames=16), args.batch, args.steps),
+        "small": (ModelConfig.from_preset("small", img_size=args.small_size, num_frames=16),
+                  args.small_batch, args.small_steps),
+    }
+    names = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [n for n in names if n not in configs]
+    if unknown:
+        raise SystemExit(f"unknown config(s) {unknown}; choose from {list(configs)}")
+    rows = []
+    for name in names:
+        cfg, batch, steps = configs[name]
+        rows += bench_config(name, cfg, batch, steps, args.warmup, not args.no_compile)
+
+    header = f"{'config':<7} {'impl':<14} {'batch':>5} {'clip':>11} {'ms/step':>9} {'min ms':>8} " \
+             f"{'clips/s':>8} {'x transf.':>9} {'1st step s':>10}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"mask ratio {MASK_RATIO}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        clip = f"{r['frames']}x{r['size']}x{r['size']}"
+        print(f"{r['config']:<7} {r['impl']:<14} {r['batch']:>5} {clip:>11} {r['ms_per_step_median']:>9.1f} "
+              f"{r['ms_per_step_min']:>8.1f} {r['clips_per_s']:>8.2f} {r['speedup_vs_transformers']:>9.2f} "
+              f"{r['first_step_s']:>10.1f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(), mask_ratio=MASK_RATIO,
+                       argv=sys.argv[1:], rows=rows), f, indent=2)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
