@@ -197,3 +197,31 @@ def evaluate(predict: Callable, model: torch.nn.Module, loader, *, device: torch
     nll = -probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()
     return {"top1": 100.0 * correct[1] / len(keys), "top5": 100.0 * correct[5] / len(keys),
             "loss": float(nll), "videos": len(keys), "views": sum(merged[k][1] for k in keys)}
+
+
+@torch.no_grad()
+def extract_features(embed: Callable, model: torch.nn.Module, loader, *, device: torch.device,
+                     precision: str = "fp32", progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """embed(model, video [B, C, T, H, W]) -> features [B, ...] for every item of `loader`.
+
+    Items with several views ([B, V, C, T, H, W]) get the mean over their views.
+    Returns (features [N, ...] float32, labels [N] int64, indices [N] int64) in loader order.
+    """
+    model.eval()
+    feats, labels, indices = [], [], []
+    bar = _progress(len(loader), "features", progress)
+    for batch in loader:
+        video = batch["video"].to(device, non_blocking=True)
+        b, views = video.shape[0], (video.shape[1] if video.dim() == 6 else 1)
+        with autocast(device, precision):
+            f = embed(model, video.flatten(0, 1) if video.dim() == 6 else video)
+        feats.append(f.float().reshape(b, views, *f.shape[1:]).mean(1).cpu())
+        labels.append(torch.as_tensor(batch["label"]).long())
+        indices.append(torch.as_tensor(batch["index"]).long())
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if not feats:
+        raise MGMError("features: the dataset is empty")
+    return torch.cat(feats), torch.cat(labels), torch.cat(indices)

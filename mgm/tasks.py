@@ -37,7 +37,11 @@ def state_dict_of(path) -> dict:
     state = load_checkpoint(path)
     for key in ("model", "module", "state_dict"):
         if isinstance(state.get(key), dict):
-            return state[key]
+            state = state[key]
+            break
+    if any(k.startswith("backbone.") for k in state):
+        # a linear-probe checkpoint: the encoder sits under the probe's backbone
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     return state
 
 
@@ -49,8 +53,8 @@ def init_encoder(model: nn.Module, path: str) -> None:
         skipped = load_encoder_weights(model, state_dict_of(path))
     except ValueError as e:
         raise MGMError(f"{path}: {e}") from None
-    D.print0(f"initialised the encoder from {path} ({len(skipped)} checkpoint tensors not used, "
-             f"e.g. the decoder)")
+    D.print0(f"initialised the encoder from {path} ({len(skipped)} tensors of the checkpoint unused: "
+             f"decoder / head)")
 
 
 def pretrain_task(cfg: TrainConfig) -> Task:
@@ -154,3 +158,23 @@ def run_training(command: str, cfg: TrainConfig) -> dict:
         return fit(cfg, build_task(command, cfg, classes), train_set, val_set, info)
     finally:
         D.cleanup()
+
+
+def restore_classifier(path, config_path=None, overrides=()) -> tuple[TrainConfig, Task]:
+    """A fine-tuned or linear-probe checkpoint as (config, task with its weights loaded).
+
+    The stored config is the base; `config_path` and `overrides` change e.g. the val list or views.
+    """
+    from mgm.train_config import load_config
+
+    state = load_checkpoint(path)
+    name = state.get("task")
+    if name not in ("finetune", "linprobe"):
+        raise MGMError(f"{path}: not a finetune / linprobe checkpoint (task {name!r}); "
+                       f"evaluation needs a classifier")
+    cfg = load_config(name, config_path, overrides, base=state["config"])
+    cfg.model.init = ""  # every weight comes from this checkpoint
+    num_classes = int(state["model"]["head.weight"].shape[0])
+    task = build_task(name, cfg, num_classes)
+    task.model.load_state_dict(state["model"])
+    return cfg, task

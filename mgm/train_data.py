@@ -24,9 +24,10 @@ class RandomClips(torch.utils.data.Dataset):
     """
 
     def __init__(self, length: int, geometry: Geometry, *, num_classes: int = 4, mask_generator=None,
-                 seed: int = 0, channels: int = 3):
+                 seed: int = 0, channels: int = 3, offset: int = 0):
         self.length, self.geometry, self.num_classes = length, geometry, num_classes
         self.mask_generator, self.seed, self.channels = mask_generator, seed, channels
+        self.offset = offset  # noise of item i is that of "clip" offset + i: disjoint train / val
         self.epoch = 0
         g = torch.Generator().manual_seed(seed + 12345)
         # One fixed spatio-temporal pattern per class, so that classification is learnable.
@@ -40,7 +41,7 @@ class RandomClips(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.offset + index)
         label = index % self.num_classes
         noise = torch.randn(self.channels, self.geometry.num_frames, self.geometry.size, self.geometry.size,
                             generator=g)
@@ -67,10 +68,9 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
     if d.source == "random":
         if gen is not None and gen.needs_motion:
             raise MGMError(f"data.source=random has no motion; mask '{d.mask}' needs motion")
-        # val clips are distinct from train clips (offset indices via the seed)
-        seed = cfg.run.seed if split == "train" else cfg.run.seed + 99991
-        return RandomClips(d.random_len, d.geometry, num_classes=d.num_classes or 4,
-                           mask_generator=gen, seed=seed)
+        # val clips share the class patterns of the train clips, not their noise
+        return RandomClips(d.random_len, d.geometry, num_classes=d.num_classes or 4, mask_generator=gen,
+                           seed=cfg.run.seed, offset=0 if split == "train" else 500_000)
     list_file = d.train_list if split == "train" else d.val_list
     if not list_file:
         if split == "train":

@@ -1,0 +1,60 @@
+"""Clip embeddings of a trained encoder to .npy, for probes, retrieval or plots.
+
+  mgm features runs/k400-mgm/ckpt-00100000.pt --set data.val_list=ucf_train.csv --out feats.npy
+  mgm features CKPT ... --pooling slots      # [N, T', D] per-time-slot embeddings
+
+Reads the videos of data.val_list (evaluation transform, data.test_clips x data.test_crops views,
+averaged). Writes OUT (float32 [N, D] or [N, T', D], list order) and OUT with suffix .labels.npy
+(int64 [N]). Any checkpoint with an encoder works: pretrain, finetune, linprobe, MCG-NJU VideoMAE.
+"""
+
+NAME = "features"
+HELP = "write clip embeddings of an encoder checkpoint to .npy"
+
+
+def add_arguments(parser):
+    parser.add_argument("checkpoint", help="checkpoint with an encoder (ours or MCG-NJU VideoMAE)")
+    parser.add_argument("--out", required=True, metavar="OUT.npy")
+    parser.add_argument("--pooling", choices=("mean", "slots"), default="mean",
+                        help="mean over all tokens [D] or per tubelet slot [T', D]")
+    parser.add_argument("--config", metavar="FILE", help="YAML config (data section: list, root, geometry)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+
+def run(args):
+    from pathlib import Path
+
+    import numpy as np
+
+    from mgm import distributed as D
+    from mgm.checkpoint import load_checkpoint
+    from mgm.engine import extract_features, resolve_precision
+    from mgm.errors import MGMError
+    from mgm.model import VideoMAEClassifier
+    from mgm.tasks import init_encoder, model_config
+    from mgm.train_config import load_config
+    from mgm.train_data import build_dataset
+    from mgm.trainer import make_loader, setup
+
+    stored = load_checkpoint(args.checkpoint).get("config")
+    base = stored if isinstance(stored, dict) and "data" in stored else None
+    cfg = load_config("features", args.config, args.overrides, base=base)
+    info = setup(cfg)
+    if info.distributed:
+        raise MGMError("mgm features runs in one process (the output keeps list order)")
+    model = VideoMAEClassifier(model_config(cfg, 0))
+    init_encoder(model, args.checkpoint)
+    data = build_dataset(cfg, "val", masks=False)
+    if data is None:
+        raise MGMError("config data.val_list is empty: --set data.val_list=LIST (the videos to embed)")
+    loader, _ = make_loader(data, cfg, info, train=False)
+    embed = (lambda m, v: m.features_per_slot(v)) if args.pooling == "slots" else (lambda m, v: m.features(v))
+    feats, labels, _ = extract_features(embed, model.to(info.device), loader, device=info.device,
+                                        precision=resolve_precision(cfg.run.precision, info.device),
+                                        progress=cfg.run.progress)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, feats.numpy())
+    labels_path = out.with_suffix(".labels.npy")
+    np.save(labels_path, labels.numpy())
+    print(f"{out}: {tuple(feats.shape)} float32 embeddings of {len(data)} clips; labels in {labels_path}")
