@@ -137,14 +137,11 @@ def clip_views(frames: np.ndarray, motion: np.ndarray, mask: np.ndarray, tubelet
     on each slot's last frame with the slot's summed motion. The heat scale is per slot (its 99th
     percentile, at least 1 px), as each slot's mask is placed by its own motion.
     """
-    from mgm.masking import slot_magnitude
+    from mgm.masking import remove_median_motion, slot_magnitude
 
     t_slots = mask.shape[0]
-    vec = motion.reshape(t_slots, tubelet, *motion.shape[1:])
-    if camera_comp:
-        flat = vec.reshape(*vec.shape[:3], -1)
-        vec = vec - np.median(flat, axis=-1)[..., None, None]
-    vec = vec.sum(axis=1)  # [T', 2, H', W'] displacement over the slot
+    vec = remove_median_motion(motion) if camera_comp else motion
+    vec = vec.reshape(t_slots, tubelet, *motion.shape[1:]).sum(axis=1)  # [T', 2, H', W'] over the slot
     mag = slot_magnitude(motion[None], tubelet, camera_comp)[0]  # [T', H', W']
     motion_tiles, mask_tiles = [], []
     for s in range(t_slots):

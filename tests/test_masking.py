@@ -277,3 +277,11 @@ def test_bad_arguments_are_value_errors():
     with pytest.raises(ValueError, match="motion must be"):
         build_mask_generator("mgm", G, 0.75)(np.zeros((8, 2, 14, 14), np.float32), np.random.default_rng(0))
     assert build_mask_generator("mgm", G, 0.75, sigma=3.0).params["sigma"] == 3.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 36, 49, 196])
+def test_fast_median_equals_numpy(n):
+    from mgm.masking import _median_last
+
+    x = np.random.default_rng(n).normal(size=(2, 3, n)).astype(np.float32)
+    assert np.allclose(_median_last(x), np.median(x, axis=-1))
