@@ -1,0 +1,101 @@
+"""Paired transforms: crop boxes against hand-computed ones; frames and motion stay aligned."""
+
+import numpy as np
+import pytest
+
+from conftest import moving_square_frames
+from mgm import codec
+from mgm.config import Geometry
+from mgm.data.transforms import ClipTransform, center_box, multiscale_box, three_crop_box
+
+
+def test_fixed_boxes():
+    assert center_box((240, 320)) == (0, 40, 240, 280)
+    assert center_box((240, 320), 0.5) == (60, 100, 180, 220)
+    assert [three_crop_box((240, 320), v) for v in range(3)] == [(0, 0, 240, 240), (0, 40, 240, 280), (0, 80, 240, 320)]
+    assert [three_crop_box((320, 240), v) for v in range(3)] == [(0, 0, 240, 240), (40, 0, 280, 240), (80, 0, 320, 240)]
+
+
+def test_multiscale_boxes():
+    rng = np.random.default_rng(0)
+    boxes = {multiscale_box((240, 320), 224, rng) for _ in range(3000)}
+    sides = (240, 210, 180, 158)  # int(240 * (1, .875, .75, .66))
+    allowed = {(sides[i], sides[j]) for i in range(4) for j in range(4) if abs(i - j) <= 1}
+    assert {(y1 - y0, x1 - x0) for y0, x0, y1, x1 in boxes} == allowed
+    for y0, x0, y1, x1 in boxes:
+        sy, sx = (240 - (y1 - y0)) // 4, (320 - (x1 - x0)) // 4
+        assert y0 % max(sy, 1) == 0 and x0 % max(sx, 1) == 0 and y1 <= 240 and x1 <= 320
+    # crop 210 x 180 at the bottom-right corner: steps (30 // 4, 140 // 4) = (7, 35), 4 steps each
+    assert (28, 140, 238, 320) in boxes
+    # a side within 3 px of the output size snaps to it (TSN): 256 * .875 = 224
+    assert {b[2] - b[0] for b in (multiscale_box((256, 256), 224, rng) for _ in range(500))} == {256, 224, 192, 168}
+
+
+def test_frames_normalise_and_flip():
+    geo = Geometry(num_frames=2, size=32, tubelet=2, patch=8)
+    frames = np.zeros((2, 32, 64, 3), np.uint8)
+    frames[..., :] = np.array([0.485, 0.456, 0.406]) * 255
+    frames[:, :, :8] = 255  # white stripe on the left of the frame
+    t = ClipTransform(geo, crop="center")
+    video = t.frames(frames, center_box((32, 64)), hflip=False)
+    assert video.shape == (3, 2, 32, 32)
+    assert np.allclose(video[:, :, :, 16:].numpy(), 0, atol=0.02)  # the mean maps to 0 (uint8 rounding)
+    img = np.zeros((1, 32, 32, 3), np.uint8)
+    img[:, :, :8] = 255
+    flipped = t.frames(img, (0, 0, 32, 32), hflip=True)
+    assert (flipped[0, 0, :, 24:] > 2).all() and (flipped[0, 0, :, :24] < 0).all()
+
+
+def test_motion_exact_on_block_aligned_object():
+    """Object on blocks rows 1-2, col 2 (y 16..48, x 32..48) moving (3, -1) px/frame; box (8, 24, 56, 72)."""
+    geo = Geometry(num_frames=2, size=48, tubelet=2, patch=16)  # 3x3 cells of 16 px, scale 1
+    dx = np.zeros((2, 4, 6), np.float32)
+    dy = np.zeros((2, 4, 6), np.float32)
+    dx[:, 1:3, 2], dy[:, 1:3, 2] = 3, -1
+    t = ClipTransform(geo, crop="resize")
+    m = t.motion(dx, dy, (64, 96), (8, 24, 56, 72), hflip=False)
+    # cells are x 24..40, 40..56, 56..72; the object's column covers half of cell 0 and of cell 1
+    assert m.shape == (2, 2, 3, 3)
+    assert np.allclose(m[0, 0], [[0.75, 0.75, 0], [1.5, 1.5, 0], [0.75, 0.75, 0]])
+    assert np.allclose(m[0, 1], -m[0, 0] / 3)
+    f = t.motion(dx, dy, (64, 96), (8, 24, 56, 72), hflip=True)
+    assert np.allclose(f[:, 0], -m[:, 0, :, ::-1]) and np.allclose(f[:, 1], m[:, 1, :, ::-1])
+
+
+def test_moving_object_stays_aligned_through_crop_and_flip(encode):
+    """Real codec: the square moves +4, +1 px/frame; after random multi-scale crops and a flip,
+    the motion of the grid cell under the square's (transformed) centre matches the square's
+    velocity in output pixels, and the pixels there are the square's."""
+    frames_src, boxes = moving_square_frames(n=24, height=96, width=160, vx=4, vy=1, size=48, start=(16, 8))
+    path = encode("align.mp4", frames_src)
+    stride = 2
+    idx = np.arange(2, 24, stride)
+    frames, dx, dy, _ = codec.read_clip(path, idx, stride=stride)
+    geo = Geometry(num_frames=len(idx) - 1, size=64, tubelet=1, patch=16)
+    t = ClipTransform(geo, crop="multiscale", flip=True)
+    rng = np.random.default_rng(0)
+    checked, crops = 0, set()
+    for _ in range(8):
+        box, _ = t.plan((96, 160), rng)
+        video = t.frames(frames, box, True).numpy()
+        motion = t.motion(dx, dy, (96, 160), box, True)
+        y0, x0, y1, x1 = box
+        sy, sx = 64 / (y1 - y0), 64 / (x1 - x0)
+        for k, i in enumerate(idx):
+            oy0, ox0, oy1, ox1 = boxes[i]
+            cy, cx = ((oy0 + oy1) / 2 - y0) * sy, 64 - ((ox0 + ox1) / 2 - x0) * sx  # flipped
+            if not (8 <= cy < 56 and 8 <= cx < 56):
+                continue  # the square's centre is near or outside the crop's edge
+            # pixels: a window on the square matches the same crop + flip of the source frame (up to
+            # compression error) far better than the same crop unflipped
+            win = np.s_[:, int(cy) - 4:int(cy) + 5, int(cx) - 4:int(cx) + 5]
+            got_pix = video[:, k][win]
+            right = np.abs(got_pix - t.frames(frames_src[i:i + 1], box, True).numpy()[:, 0][win]).mean()
+            wrong = np.abs(got_pix - t.frames(frames_src[i:i + 1], box, False).numpy()[:, 0][win]).mean()
+            assert right < wrong / 3, (right, wrong)
+            got = motion[k, :, int(cy // 16), int(cx // 16)]
+            want = np.array([-4 * stride * sx, 1 * stride * sy])  # flip negates dx
+            assert np.abs(got - want).max() < 0.25 * np.abs(want).max(), (box, k, got, want)
+            checked += 1
+            crops.add(box)
+    assert checked >= 12 and len(crops) >= 3
