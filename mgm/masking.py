@@ -419,20 +419,24 @@ _CLASSES = {c.name: c for c in (RandomMask, TubeMask, FrameMask, RunningCellMask
 STRATEGIES: tuple[str, ...] = tuple(_CLASSES)
 
 
+def strategy_parameters(name: str) -> dict:
+    """The constants strategy `name` accepts, with their defaults (empty for the motion-free ones)."""
+    if name not in _CLASSES:
+        raise ValueError(f"unknown mask strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    return {f.name: f.default for f in fields(_CLASSES[name]) if f.name not in ("geometry", "ratio")}
+
+
 def build_mask_generator(name: str, geometry: Geometry, ratio: float, **params) -> MaskGenerator:
     """The generator of strategy `name` (one of STRATEGIES); `params` are its constants (see its class).
 
     Unknown names or parameters raise ValueError naming the valid ones.
     """
-    if name not in _CLASSES:
-        raise ValueError(f"unknown mask strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    cls = _CLASSES[name]
-    valid = [f.name for f in fields(cls) if f.name not in ("geometry", "ratio")]
+    valid = strategy_parameters(name)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"strategy {name} has no parameter(s) {', '.join(unknown)}; "
                          f"its parameters: {', '.join(valid) or 'none'}")
-    return cls(geometry=geometry, ratio=ratio, **params)
+    return _CLASSES[name](geometry=geometry, ratio=ratio, **params)
 
 
 def generate_batch(generator: MaskGenerator, motions: np.ndarray | None, rng: np.random.Generator,

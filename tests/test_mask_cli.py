@@ -97,7 +97,8 @@ def test_static_video_gets_a_valid_mask_and_a_one_line_warning(encode, tmp_path,
 def test_bad_options_are_one_line_errors(object_clip, tmp_path, capsys):
     path, _ = object_clip
     for argv, reason in [
-        (["--strategy", "tube", "--sigma", "2"], "no parameter"),
+        (["--strategy", "tube", "--sigma", "2"], "--sigma does not apply to --strategy tube (its options: none)"),
+        (["--strategy", "mgm-warp", "--no-camera-comp"], "(its options: --min-motion)"),
         (["--ratio", "1.0"], "ratio must be in"),
         (["--size", "100"], "not a multiple of patch"),
         (["--stride", "0"], "--stride must be positive"),

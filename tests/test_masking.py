@@ -279,6 +279,17 @@ def test_bad_arguments_are_value_errors():
     assert build_mask_generator("mgm", G, 0.75, sigma=3.0).params["sigma"] == 3.0
 
 
+def test_generators_pickle_for_data_loader_workers():
+    import pickle
+
+    motion, _ = blob_motion(G)
+    for name in STRATEGIES:
+        gen = build_mask_generator(name, G, 0.75)
+        copy = pickle.loads(pickle.dumps(gen))
+        m = motion if gen.needs_motion else None
+        assert (copy(m, np.random.default_rng(5)) == gen(m, np.random.default_rng(5))).all()
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 36, 49, 196])
 def test_fast_median_equals_numpy(n):
     from mgm.masking import _median_last

@@ -21,9 +21,9 @@ from mgm.config import Geometry
 NAME = "mask"
 HELP = "write the mask (bool [T/tubelet, size/patch, size/patch], True = masked) of one clip to .npy"
 
-# CLI flag -> masking parameter, for the strategy constants exposed on the command line.
-STRATEGY_OPTIONS = {"sigma": "sigma", "focus": "focus", "jitter": "jitter", "smooth": "smooth",
-                    "min_motion": "min_motion", "camera_comp": "camera_comp"}
+# masking parameter -> its command-line flag (argparse stores each under the parameter's name).
+STRATEGY_FLAGS = {"sigma": "--sigma", "focus": "--focus", "jitter": "--jitter", "smooth": "--smooth",
+                  "min_motion": "--min-motion", "camera_comp": "--no-camera-comp"}
 
 
 class _LazyStrategies:
@@ -86,10 +86,14 @@ def geometry_of(args) -> Geometry:
 def generator_of(args, geometry: Geometry):
     """The MaskGenerator the options describe; constants given for another strategy are an error."""
     from mgm.errors import MGMError
-    from mgm.masking import build_mask_generator
+    from mgm.masking import build_mask_generator, strategy_parameters
 
-    params = {param: getattr(args, flag) for flag, param in STRATEGY_OPTIONS.items()
-              if getattr(args, flag) is not None}
+    params = {p: getattr(args, p) for p in STRATEGY_FLAGS if getattr(args, p) is not None}
+    accepted = strategy_parameters(args.strategy)
+    wrong = [STRATEGY_FLAGS[p] for p in params if p not in accepted]
+    if wrong:
+        own = " ".join(STRATEGY_FLAGS[p] for p in accepted if p in STRATEGY_FLAGS) or "none"
+        raise MGMError(f"{' '.join(wrong)} does not apply to --strategy {args.strategy} (its options: {own})")
     try:
         return build_mask_generator(args.strategy, geometry, args.ratio, **params)
     except ValueError as e:
