@@ -40,6 +40,11 @@ class NoMotionWarning(UserWarning):
 # shared helpers (batched: every array has a leading batch axis B)
 
 
+def _floor(x: float) -> int:
+    """floor that forgives float error: 0.29 * 100 = 28.999999999999996 must give 29."""
+    return int(math.floor(x + 1e-9))
+
+
 def _mask_smallest(keys: np.ndarray, k: int) -> np.ndarray:
     """bool [..., N]: True at the k smallest keys along the last axis (exactly k, any ties split)."""
     mask = np.zeros(keys.shape, dtype=bool)
@@ -156,8 +161,7 @@ class MaskGenerator:
     @property
     def per_slot(self) -> int:
         """k = floor(ratio * H'W'), the masked patches per time slot of the per-slot strategies."""
-        # The epsilon keeps e.g. 0.75 * 196 = 147 from flooring to 146 through float error.
-        return int(math.floor(self.ratio * self.geometry.tokens_per_slot + 1e-9))
+        return _floor(self.ratio * self.geometry.tokens_per_slot)
 
     @property
     def num_masked(self) -> int:
@@ -206,7 +210,7 @@ class RandomMask(MaskGenerator):
 
     @property
     def num_masked(self) -> int:
-        return int(math.floor(self.ratio * self.geometry.num_tokens + 1e-9))
+        return _floor(self.ratio * self.geometry.num_tokens)
 
     def _generate(self, motions, b, rng):
         keys = rng.random((b, self.geometry.num_tokens))

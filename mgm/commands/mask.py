@@ -45,7 +45,7 @@ def add_sampling_arguments(p) -> None:
     d = Geometry()
     p.add_argument("video", help="input video with motion vectors (H.264, MPEG-4 Part 2, ...)")
     p.add_argument("--strategy", default="mgm", choices=_LazyStrategies(), metavar="S",
-                   help="random, tube, frame, running-cell, mgm, motion-topk or mgm-warp (default mgm)")
+                   help="one of: %(choices)s (default %(default)s)")
     p.add_argument("--ratio", type=float, default=0.75, help="masking ratio in [0, 1) (default 0.75)")
     p.add_argument("--num-frames", type=int, default=d.num_frames, help=f"frames per clip (default {d.num_frames})")
     p.add_argument("--stride", type=int, default=4, help="sampling stride in decoded frames (default 4)")
