@@ -1,0 +1,344 @@
+"""Engine: lr scaling and schedule values, parameter groups with layer decay, gradient accumulation,
+non-finite loss handling, multi-view evaluation, mixup/cutmix targets, linear probe, precision."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mgm import checkpoint as C
+from mgm.engine import (NonFiniteLossError, evaluate, make_scaler, resolve_precision, topk_correct,
+                        train_one_epoch)
+from mgm.errors import MGMError
+from mgm.mixup import mix_batch, smooth_one_hot, soft_cross_entropy
+from mgm.optim import CosineSchedule, build_optimizer, param_groups, scaled_lr
+from mgm.train_config import load_config
+from mgm.trainer import Task, fit
+
+CPU = torch.device("cpu")
+
+
+def test_lr_scaling_rule():
+    assert scaled_lr(1.5e-4, 256) == pytest.approx(1.5e-4)
+    assert scaled_lr(1.5e-4, 2048) == pytest.approx(1.2e-3)   # VideoMAE ViT-B K400: 64 x 32 GPUs
+    assert scaled_lr(1e-3, 24) == pytest.approx(9.375e-5)
+
+
+def test_cosine_schedule_values_and_lr_scale():
+    opt = torch.optim.AdamW([{"params": [nn.Parameter(torch.zeros(1))], "lr_scale": 1.0},
+                             {"params": [nn.Parameter(torch.zeros(1))], "lr_scale": 0.25}])
+    s = CosineSchedule(opt, lr=1.0, total_steps=10, warmup_steps=2, min_lr=0.1)
+    got = [s.step() for _ in range(12)]
+    expect = [0.0, 0.5] + [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)] + [0.1, 0.1]
+    assert got == pytest.approx(expect)
+    assert got[6] == pytest.approx(0.55)          # half-way through the cosine: (1 + 0.1) / 2
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.025])
+    state = s.state_dict()
+    s2 = CosineSchedule(opt, lr=1.0, total_steps=10, warmup_steps=2, min_lr=0.1)
+    s2.load_state_dict(state)
+    assert s2.value(s2.step_index) == s.value(s.step_index)
+
+
+def test_layer_decay_groups_of_the_classifier():
+    from mgm.model import ModelConfig, VideoMAEClassifier, layer_id
+
+    model = VideoMAEClassifier(ModelConfig.from_preset("tiny", img_size=32, num_frames=4, num_classes=5))
+    depth = model.cfg.depth  # 4
+    groups = param_groups(model, 0.05, layer_decay=0.5, num_layers=depth, layer_id=layer_id,
+                          no_weight_decay=model.no_weight_decay())
+    scale_of = {n: g["lr_scale"] for g in groups for n in g["names"]}
+    decay_of = {n: g["weight_decay"] for g in groups for n in g["names"]}
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert sorted(scale_of) == sorted(names)  # every parameter exactly once
+    assert sum(len(g["names"]) for g in groups) == len(names)
+    assert scale_of["encoder.patch_embed.proj.weight"] == 0.5 ** 5
+    for i in range(depth):
+        assert scale_of[f"encoder.blocks.{i}.mlp.fc1.weight"] == 0.5 ** (depth - i)
+        assert scale_of[f"encoder.blocks.{i}.norm1.weight"] == 0.5 ** (depth - i)
+    assert scale_of["head.weight"] == 1.0 and scale_of["fc_norm.weight"] == 1.0
+    assert decay_of["head.weight"] == 0.05 and decay_of["encoder.blocks.0.attn.qkv.weight"] == 0.05
+    assert decay_of["head.bias"] == 0.0 and decay_of["encoder.blocks.2.norm2.weight"] == 0.0
+    assert decay_of["fc_norm.weight"] == 0.0
+    # without layer decay: two groups, decay / no decay, all at full rate
+    plain = param_groups(model, 0.05)
+    assert [(g["weight_decay"], g["lr_scale"]) for g in plain] == [(0.05, 1.0), (0.0, 1.0)]
+    opt = build_optimizer(model, 2e-3, 0.05, betas=(0.9, 0.95), layer_decay=0.5, num_layers=depth,
+                          layer_id=layer_id)
+    assert opt.defaults["betas"] == (0.9, 0.95)
+    assert {round(g["lr"] / 2e-3, 6) for g in opt.param_groups} == {0.5 ** k for k in range(6)}
+
+
+def test_pretrain_groups_exempt_mask_token_from_decay():
+    from mgm.model import ModelConfig, VideoMAEPretrain
+
+    model = VideoMAEPretrain(ModelConfig.from_preset("tiny", img_size=32, num_frames=4))
+    groups = param_groups(model, 0.05, no_weight_decay=model.no_weight_decay())
+    decay_of = {n: g["weight_decay"] for g in groups for n in g["names"]}
+    assert decay_of["mask_token"] == 0.0 and decay_of["encoder.blocks.0.mlp.fc2.weight"] == 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Batches(torch.utils.data.Dataset):
+    """Regression data: item i is x_i [3] -> y_i [1]; fixed, so loops can be compared exactly."""
+
+    def __init__(self, n=16):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i], "index": i}
+
+
+def _mse(model, batch):
+    return (model(batch["x"]) - batch["y"]).square().mean()
+
+
+def _run(batch_size, accum, steps=3, clip=0.0):
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = build_optimizer(model, 0.1, 0.05)
+    sched = CosineSchedule(opt, 0.1, total_steps=steps, warmup_steps=1)
+    loader = torch.utils.data.DataLoader(Batches(), batch_size=batch_size, shuffle=False)
+    stats = train_one_epoch(model, _mse, loader, opt, sched, device=CPU, steps=steps, accum_steps=accum,
+                            clip_grad=clip, progress=False)
+    return model, stats
+
+
+def test_gradient_accumulation_equals_the_big_batch():
+    big, s_big = _run(batch_size=4, accum=1)
+    acc, s_acc = _run(batch_size=2, accum=2)
+    assert s_big["steps"] == s_acc["steps"] == 3
+    for a, b in zip(big.parameters(), acc.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert s_big["loss"] == pytest.approx(s_acc["loss"], rel=1e-6)
+    small, _ = _run(batch_size=2, accum=1)  # not the same thing: guards against a vacuous test
+    assert not torch.allclose(small.weight, big.weight)
+
+
+def test_gradient_clipping_bounds_the_update():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    loader = [{"x": torch.full((2, 3), 100.0), "y": torch.zeros(2, 1)}]
+    seen = []
+    train_one_epoch(model, _mse, loader, opt, None, device=CPU, steps=1, clip_grad=0.5, progress=False,
+                    on_step=lambda step, m: seen.append((step, m)))
+    # SGD with lr 1: the update is the clipped gradient, norm 0.5 over weight and bias together
+    update = torch.cat([(model.weight.detach() - w0).flatten(), model.bias.detach() - b0])
+    assert float(update.norm()) == pytest.approx(0.5, rel=1e-5)
+    assert seen[0][0] == 1 and seen[0][1]["grad_norm"] > 100  # the norm before clipping is logged
+
+
+def test_loader_running_out_is_a_clear_error():
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = torch.utils.data.DataLoader(Batches(4), batch_size=2)
+    with pytest.raises(MGMError, match="ran out after 2 steps"):
+        train_one_epoch(model, _mse, loader, opt, None, device=CPU, steps=3, progress=False)
+
+
+def _tiny_cfg(tmp_path, *extra):
+    return load_config("pretrain", overrides=[
+        f"run.out_dir={tmp_path}", "run.name=t", "data.batch_size=2", "optim.epochs=2", "run.progress=false",
+        "optim.base_lr=25.6", *extra])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = _tiny_cfg(tmp_path, "run.ckpt_every=2")
+    calls = [0]
+
+    def loss(model, batch):
+        calls[0] += 1
+        value = _mse(model, batch)
+        return value * float("nan") if calls[0] == 5 else value
+
+    torch.manual_seed(0)
+    task = Task("pretrain", nn.Linear(3, 1), loss)
+    with pytest.raises(NonFiniteLossError) as e:
+        fit(cfg, task, Batches(16))
+    msg = str(e.value)
+    assert "\n" not in msg and "non-finite loss (nan) at step 5" in msg and "last good" in msg
+    assert [p.name for p in C.list_checkpoints(tmp_path / "t")] == ["ckpt-00000002.pt", "ckpt-00000004.pt"]
+    last = C.load_checkpoint(tmp_path / "t" / "ckpt-00000004.pt")
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+    assert all(torch.isfinite(p).all() for p in task.model.parameters())  # no NaN step was applied
+
+
+def test_fit_prints_base_and_scaled_lr_and_logs_jsonl(tmp_path, capsys):
+    from mgm.runlog import read_log
+
+    cfg = _tiny_cfg(tmp_path, "optim.accum_steps=2", "run.log_every=1")
+    torch.manual_seed(0)
+    result = fit(cfg, Task("pretrain", nn.Linear(3, 1), _mse), Batches(16))
+    out = capsys.readouterr().out
+    # effective batch 2 x 2 = 4, lr = 25.6 * 4 / 256 = 0.4; 16 items / 4 = 4 steps per epoch
+    assert "base lr 25.6 x effective batch 4 (2 x 2 accum x 1 procs) / 256 = lr 0.4;" in out
+    assert result["step"] == 8 and result["epoch"] == 2
+    log = read_log(tmp_path / "t" / "log.jsonl")
+    start = log[0]
+    assert start["event"] == "start" and start["lr"] == pytest.approx(0.4) and start["base_lr"] == 25.6
+    assert start["effective_batch"] == 4 and start["config"]["optim"]["accum_steps"] == 2
+    steps = [r for r in log if r["event"] == "step"]
+    assert [r["step"] for r in steps] == list(range(1, 9))
+    assert steps[0]["lr"] == pytest.approx(0.4) and steps[-1]["lr"] < steps[0]["lr"]
+
+
+def test_too_small_dataset_is_a_clear_error(tmp_path):
+    cfg = _tiny_cfg(tmp_path, "data.batch_size=32")
+    with pytest.raises(MGMError, match="smaller than one effective batch"):
+        fit(cfg, Task("pretrain", nn.Linear(3, 1), _mse), Batches(16))
+
+
+# ---------------------------------------------------------------------------------------------
+
+class ViewLogits(torch.utils.data.Dataset):
+    """Item = one view; its "video" is the logits the fake model returns for it."""
+
+    def __init__(self, rows):
+        self.rows = rows  # (video index, label, logits)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        idx, label, logits = self.rows[i]
+        # a "video" [C=1, T=1, H=1, W=K] whose pixels are the logits the fake model returns
+        return {"video": torch.tensor(logits).view(1, 1, 1, -1), "label": label, "index": idx}
+
+
+def _logits(model, video):
+    return video.flatten(1)
+
+
+def test_evaluate_averages_softmax_over_views():
+    # video 0: one view is extremely sure of class 0, two views prefer class 1 (the label): the mean
+    # softmax picks 1, a mean of logits would pick 0. video 1: both views pick its class 1.
+    # video 2: label 0 has the lowest of six logits -> wrong even in the top-5.
+    rows = [(0, 1, [100., 0, 0, 0, 0, 0]), (0, 1, [0., 50, 0, 0, 0, 0]), (0, 1, [0., 1, 0, 0, 0, 0]),
+            (1, 1, [0., 3, 0, 0, 0, 0]), (1, 1, [0., 2, 1, 0, 0, 0]),
+            (2, 0, [0., 1, 2, 3, 4, 5])]
+    loader = torch.utils.data.DataLoader(ViewLogits(rows), batch_size=2)
+    m = evaluate(_logits, nn.Identity(), loader, device=CPU, progress=False)
+    assert (m["videos"], m["views"]) == (3, 6)
+    assert m["top1"] == pytest.approx(200 / 3) and m["top5"] == pytest.approx(200 / 3)
+    p = [torch.tensor(r[2]).softmax(0) for r in rows]
+    probs = [(p[0] + p[1] + p[2]) / 3, (p[3] + p[4]) / 2, p[5]]
+    nll = -sum(float(q[label].log()) for q, label in zip(probs, (1, 1, 0))) / 3
+    assert m["loss"] == pytest.approx(nll, rel=1e-6)
+    # the same views stacked in one item [B, V, ...] give the same verdict
+    views = torch.tensor([r[2] for r in rows[:3]]).view(1, 3, 1, 1, 1, 6)  # [B, V, C, T, H, W]
+    stacked = [{"video": views, "label": torch.tensor([1]), "index": torch.tensor([0])}]
+    m2 = evaluate(_logits, nn.Identity(), stacked, device=CPU, progress=False)
+    assert (m2["top1"], m2["views"], m2["videos"]) == (100.0, 3, 1)
+
+
+def test_topk_correct_counts():
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    assert topk_correct(probs, torch.tensor([1, 2, 0]), ks=(1, 2, 5)) == {1: 1, 2: 2, 5: 3}
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_label_smoothing_targets():
+    t = smooth_one_hot(torch.tensor([2, 0]), 4, smoothing=0.2)
+    torch.testing.assert_close(t, torch.tensor([[0.05, 0.05, 0.85, 0.05], [0.85, 0.05, 0.05, 0.05]]))
+    logits = torch.randn(2, 4)
+    ref = nn.functional.cross_entropy(logits, torch.tensor([2, 0]), label_smoothing=0.2)
+    assert float(soft_cross_entropy(logits, t)) == pytest.approx(float(ref), rel=1e-6)
+
+
+def test_mixup_mixes_videos_and_targets_with_the_same_lambda():
+    torch.manual_seed(3)
+    video = torch.randn(4, 3, 4, 8, 8)
+    labels = torch.tensor([0, 1, 2, 3])
+    mixed, t = mix_batch(video, labels, 4, mixup=0.8)
+    lam = float(t[0, 0])  # item 0 mixes with item 3: weight lam on its own class 0
+    torch.testing.assert_close(mixed, lam * video + (1 - lam) * video.flip(0))
+    assert 0 < lam < 1 and t[0, 3] == pytest.approx(1 - lam)
+    torch.testing.assert_close(t.sum(1), torch.ones(4))
+
+
+def test_cutmix_target_weight_is_the_kept_area():
+    torch.manual_seed(1)
+    video = torch.zeros(2, 3, 4, 10, 10)
+    video[1] = 1.0  # item 0 pastes a box of ones from item 1
+    mixed, t = mix_batch(video, torch.tensor([0, 1]), 2, cutmix=1.0)
+    pasted = float(mixed[0, 0, 0].mean())  # share of item 0's frame that came from item 1
+    assert 0 < pasted < 1
+    assert float(t[0, 1]) == pytest.approx(pasted) and float(t[0, 0]) == pytest.approx(1 - pasted)
+    assert torch.equal(mixed[0, :, 0], mixed[0, :, 3])  # the same box in every frame
+    off, same = mix_batch(video, torch.tensor([0, 1]), 2, mixup=1.0, prob=0.0)
+    assert off is video and torch.equal(same, torch.eye(2))
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_linear_probe_freezes_the_encoder_and_normalises_without_affine():
+    from mgm.tasks import linprobe_task
+
+    cfg = load_config("linprobe", overrides=["data.num_frames=4", "data.size=32", "model.pooling=slots"])
+    torch.manual_seed(0)
+    task = linprobe_task(cfg, num_classes=3)
+    probe = task.model
+    assert probe.bn.weight is None and probe.bn.bias is None
+    assert probe.head.in_features == 2 * 192  # T' = 4 / tubelet 2 slots of D = 192
+    trainable = [n for n, p in probe.named_parameters() if p.requires_grad]
+    assert trainable == ["head.weight", "head.bias"]
+    before = {k: v.clone() for k, v in probe.backbone.state_dict().items()}
+    opt = build_optimizer(probe, 0.1, 0.0)
+    batch = {"video": torch.randn(4, 3, 4, 32, 32), "label": torch.tensor([0, 1, 2, 0])}
+    probe.train()
+    assert not probe.backbone.training and probe.bn.training
+    for _ in range(3):
+        task.loss(probe, batch).backward()
+        opt.step()
+        opt.zero_grad()
+    for k, v in probe.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # features are the encoder's per-slot features; BN standardises them over the batch
+    feats = probe.backbone.features_per_slot(batch["video"]).flatten(1)
+    torch.testing.assert_close(probe.features(batch["video"]), feats)
+    z = probe.bn(feats)
+    torch.testing.assert_close(z.mean(0), torch.zeros(z.shape[1]), atol=1e-4, rtol=0)
+
+
+def test_precision_choice_and_scaler_only_for_fp16():
+    assert resolve_precision("auto", CPU) == "fp32"
+    assert resolve_precision("bf16", CPU) == "bf16"
+    assert make_scaler(CPU, "fp32") is None and make_scaler(CPU, "bf16") is None
+    assert make_scaler(CPU, "fp16") is not None
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path):
+    """The opt-in CPU bf16 path runs end to end and changes the numbers (it is really used)."""
+    from mgm.model import ModelConfig, VideoMAEPretrain
+
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg = _tiny_cfg(tmp_path, f"run.precision={precision}", f"run.name={precision}", "optim.epochs=1",
+                        "optim.base_lr=1e-3")
+        torch.manual_seed(0)
+        model = VideoMAEPretrain(ModelConfig.from_preset("tiny", img_size=32, num_frames=4))
+        mask = torch.zeros(8, dtype=torch.bool)
+        mask[:6] = True
+
+        class Clips(torch.utils.data.Dataset):
+            def __len__(self):
+                return 4
+
+            def __getitem__(self, i):
+                return {"video": torch.randn(3, 4, 32, 32, generator=torch.Generator().manual_seed(i)),
+                        "mask": mask, "index": i}
+
+        task = Task("pretrain", model, lambda m, b: m(b["video"], b["mask"])[0])
+        losses[precision] = fit(cfg, task, Clips())["loss"]
+    assert math.isfinite(losses["bf16"]) and losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
