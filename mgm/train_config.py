@@ -39,6 +39,11 @@ class DataSection:
     tubelet: int = 2
     patch: int = 16
     stride: int = 4                   # frames between sampled frames
+    sampling: str = "dense"           # "dense" (stride) or "segment" (TSN, SSv2 fine-tuning)
+    flip: bool = False                # horizontal flips when training (wrong for direction classes)
+    bad_videos: str = "error"         # "error" stops at an unreadable video; "skip" logs and skips it
+    in_memory: bool = False           # decode the whole split once into RAM (small CPU experiments)
+    cache: str = ""                   # in_memory: directory for the decoded arrays (<split>.npz)
     mask: str = "tube"                # masking strategy (mgm.masking.STRATEGIES)
     mask_ratio: float = 0.9
     mask_params: dict = field(default_factory=dict)
@@ -222,6 +227,10 @@ def validate(cfg: TrainConfig) -> None:
         raise MGMError(f"config data: {e}") from None
     if cfg.data.source not in ("list", "random"):
         raise MGMError(f"config key 'data.source': {cfg.data.source!r} is not one of list, random")
+    if cfg.data.sampling not in ("dense", "segment"):
+        raise MGMError(f"config key 'data.sampling': {cfg.data.sampling!r} is not one of dense, segment")
+    if cfg.data.bad_videos not in ("error", "skip"):
+        raise MGMError(f"config key 'data.bad_videos': {cfg.data.bad_videos!r} is not one of error, skip")
     if cfg.run.precision not in ("auto", "bf16", "fp16", "fp32"):
         raise MGMError(f"config key 'run.precision': {cfg.run.precision!r} is not one of auto, bf16, fp16, fp32")
     if cfg.model.pooling not in ("mean", "slots"):

@@ -74,19 +74,48 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
     list_file = d.train_list if split == "train" else d.val_list
     if not list_file:
         if split == "train":
-            raise MGMError("config data.train_list is empty: give a list file (see `mgm lists`) "
-                           "or --set data.source=random for a smoke test")
+            raise MGMError("config data.train_list is empty: give a list file (see `mgm lists`, "
+                           "`mgm synth`) or --set data.source=random for a smoke test")
         return None
-    from mgm.data import dataset as vd
+    if d.in_memory:
+        return _memory_dataset(cfg, split, list_file, gen)
+    from mgm.data.dataset import build_dataset as build_video_dataset
 
-    return vd.build_from_config(cfg, split=split, mask_generator=gen)
+    views = d.test_clips * d.test_crops
+    mode = "pretrain" if masks else "train" if split == "train" else "test" if views > 1 else "val"
+    return build_video_dataset(list_file, geometry=d.geometry, mode=mode, root=d.root or None,
+                               sampling=d.sampling, stride=d.stride, test_clips=d.test_clips,
+                               test_crops=d.test_crops, flip=d.flip, mask_generator=gen,
+                               bad_videos=d.bad_videos, seed=cfg.run.seed)
+
+
+def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
+    """The split decoded once into RAM (mgm.data.memory), optionally cached as <cache>/<split>.npz."""
+    import os
+
+    from mgm.data.memory import MemoryClips, decode_split
+
+    d = cfg.data
+    cache = None
+    if d.cache:
+        os.makedirs(d.cache, exist_ok=True)
+        cache = os.path.join(d.cache, os.path.splitext(os.path.basename(list_file))[0] + ".npz")
+    data = decode_split(list_file, root=d.root or None, cache=cache, progress=cfg.run.progress)
+    return MemoryClips(data, d.geometry, d.stride, mask_generator=gen, train=split == "train", seed=cfg.run.seed)
 
 
 def num_classes_of(cfg: TrainConfig, dataset) -> int:
     """cfg.data.num_classes, or 1 + the largest label the dataset knows about."""
     if cfg.data.num_classes > 0:
         return cfg.data.num_classes
-    known = getattr(dataset, "num_classes", None)
-    if known:
-        return int(known)
-    raise MGMError("cannot infer the number of classes; set data.num_classes")
+    if isinstance(dataset, RandomClips):
+        return dataset.num_classes
+    if hasattr(dataset, "samples"):  # list-file VideoDataset
+        labels = [s.label for s in dataset.samples]
+    elif hasattr(dataset, "labels"):  # in-memory clips
+        labels = list(dataset.labels())
+    else:
+        raise MGMError("cannot infer the number of classes; set data.num_classes")
+    if not labels:
+        raise MGMError("the training list is empty")
+    return int(max(labels)) + 1
