@@ -138,6 +138,7 @@ def pixels_last(patches: Tensor) -> Tensor:
     return patches.transpose(-1, -2).flatten(2)
 
 
+@torch.compiler.disable  # data-dependent counts: run eagerly, compile what follows as one graph
 def split_ids(mask: Tensor) -> tuple[Tensor, Tensor]:
     """Token indices of a bool mask `[B, N]` (True = masked): visible `[B, N_vis]` and masked
     `[B, N_masked]`, each ascending (the order boolean indexing gives, as in VideoMAE)."""
@@ -379,16 +380,18 @@ class VideoMAEPretrain(nn.Module):
                        self.mask_token.to(x.dtype) + gather_tokens(pos, ids_mask)], dim=1)
         pred = self.decoder(x, ids_mask.shape[1])
         with torch.no_grad():
-            target = self._targets(patches, ids_mask)
-        return F.mse_loss(pred.float(), target), pred
+            target = self._targets(patches, ids_mask)  # [B, n, C, P]
+        # Compare in the target's channels-first layout (a view of pred) rather than copying the target.
+        b, n, c, p = target.shape
+        return F.mse_loss(pred.float().view(b, n, p, c).transpose(-1, -2), target), pred
 
     def targets(self, video: Tensor, mask: Tensor) -> Tensor:
         """What `pred` is trained to match: `[B, N_masked, P]`, P in (tubelet, patch, patch, C)
         order (see `_targets`)."""
-        return self._targets(patchify(video, self.cfg.tubelet, self.cfg.patch), split_ids(mask)[1])
+        return pixels_last(self._targets(patchify(video, self.cfg.tubelet, self.cfg.patch), split_ids(mask)[1]))
 
     def _targets(self, patches: Tensor, ids_mask: Tensor) -> Tensor:
-        """Masked tubelets `[B, N_masked, P]` in [0, 1] pixels (ImageNet normalisation undone, for 3
+        """Masked tubelets `[B, N_masked, C, tubelet*patch*patch]` in [0, 1] pixels (ImageNet normalisation undone, for 3
         channels); with norm_pix_loss each tubelet and channel standardised as VideoMAE does:
         (x - mean) / (unbiased std + 1e-6), computed on the pixels in [0, 1]."""
         x = gather_tokens(patches, ids_mask).float()  # [B, n, C, P]
@@ -400,7 +403,7 @@ class VideoMAEPretrain(nn.Module):
             x = (x - mu) / (var.sqrt() + 1e-6 / std)
         else:
             x = x * std + mean
-        return pixels_last(x)
+        return x
 
     def _pixel_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """ImageNet mean and std as `[C, 1]` (identity for other channel counts)."""
