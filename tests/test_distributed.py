@@ -1,5 +1,6 @@
-"""Distributed: 2 CPU processes (torchrun, gloo) with half the batch each train the same weights as
-1 process with the whole batch; the sharded sampler deals exactly the global batches."""
+"""Distributed: 2 CPU processes (torchrun, gloo) with half the batch each (as 2 accumulated
+micro-batches of 1, which exercises DDP's no_sync too) train the same weights as 1 process with the
+whole batch; the sharded sampler deals exactly the global batches."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
     two = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
          "--nproc_per_node", "2", "-m", "mgm.cli", "pretrain", "--name", "ddp",
-         "--set", "data.batch_size=2", *common],
+         "--set", "data.batch_size=1", "--set", "optim.accum_steps=2", *common],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     one = subprocess.run([sys.executable, "-m", "mgm.cli", "pretrain", "--name", "single",
                           "--set", "data.batch_size=4", *common],
@@ -75,7 +76,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
     assert two.returncode == 0, err[-3000:]
     assert one.returncode == 0, one.stderr[-3000:]
     # rank 0 alone prints and logs; both runs see the same effective batch and lr
-    assert out.count("effective batch 4 (2 x 1 accum x 2 procs)") == 1
+    assert out.count("effective batch 4 (1 x 2 accum x 2 procs)") == 1
     assert "effective batch 4 (4 x 1 accum x 1 procs)" in one.stdout
     a = C.load_checkpoint(C.latest_checkpoint(tmp_path / "ddp"))
     b = C.load_checkpoint(C.latest_checkpoint(tmp_path / "single"))
