@@ -8,7 +8,6 @@ every rank's RNG state, and the data order and masks derive from (seed, epoch, i
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -184,20 +183,27 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
                 if done < steps_per_epoch * o.accum_steps:  # the epoch-end save covers the rest
                     save(global_step, epoch, done)
 
-        stats = train_one_epoch(net, task.loss, loader, optimizer, schedule, device=info.device,
-                                steps=steps_left, precision=precision, scaler=scaler,
-                                accum_steps=o.accum_steps, clip_grad=o.clip_grad, step_offset=step,
-                                on_step=on_step, desc=f"{task.name} epoch {epoch}",
-                                progress=cfg.run.progress)
+        try:
+            stats = train_one_epoch(net, task.loss, loader, optimizer, schedule, device=info.device,
+                                    steps=steps_left, precision=precision, scaler=scaler,
+                                    accum_steps=o.accum_steps, clip_grad=o.clip_grad, step_offset=step,
+                                    on_step=on_step, desc=f"{task.name} epoch {epoch}",
+                                    progress=cfg.run.progress)
+        except MGMError as e:
+            log.write("error", step=step, epoch=epoch, message=str(e),
+                      last_checkpoint=str(C.latest_checkpoint(run_dir)) if info.is_main else None)
+            log.close()
+            raise
         step += stats["steps"]
         mean_loss = stats["loss"]
         finished_epoch = step - epoch_start_step == steps_per_epoch
+        # "epoch" in step / epoch records is the 0-based epoch the steps belong to
+        log.write("epoch", step=step, epoch=epoch, complete=finished_epoch, loss=mean_loss,
+                  elapsed=round(time.perf_counter() - t_start, 3))
         if finished_epoch:
             epoch, batches_done = epoch + 1, 0
         else:
             batches_done = (step - epoch_start_step) * o.accum_steps
-        log.write("epoch", step=step, epoch=epoch, loss=mean_loss,
-                  elapsed=round(time.perf_counter() - t_start, 3))
         D.print0(f"[{cfg.run.name}] step {step}/{last_step} epoch {epoch}: loss {mean_loss:.4f}")
         save(step, epoch, batches_done)
         last = step >= last_step or epoch >= o.epochs
@@ -217,9 +223,3 @@ def run_evaluation(task: Task, model, dataset, cfg: TrainConfig, info: D.DistInf
     loader, _ = make_loader(dataset, cfg, info, train=False)
     return evaluate(task.predict, model, loader, device=info.device, precision=precision,
                     progress=cfg.run.progress)
-
-
-def env_threads_hint() -> None:
-    """torchrun on CPU starts N processes that each default to all cores; say so once."""
-    if os.environ.get("WORLD_SIZE", "1") != "1" and "OMP_NUM_THREADS" not in os.environ:
-        D.print0("hint: set OMP_NUM_THREADS (or run.threads) so that processes x threads <= cores")

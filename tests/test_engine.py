@@ -179,6 +179,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     last = C.load_checkpoint(tmp_path / "t" / "ckpt-00000004.pt")
     assert all(torch.isfinite(v).all() for v in last["model"].values())
     assert all(torch.isfinite(p).all() for p in task.model.parameters())  # no NaN step was applied
+    from mgm.runlog import read_log
+
+    error = read_log(tmp_path / "t" / "log.jsonl")[-1]
+    assert error["event"] == "error" and error["last_checkpoint"].endswith("ckpt-00000004.pt")
 
 
 def test_fit_prints_base_and_scaled_lr_and_logs_jsonl(tmp_path, capsys):
