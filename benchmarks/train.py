@@ -1,6 +1,6 @@
 """Pre-training step throughput: our VideoMAEPretrain vs transformers' VideoMAEForPreTraining.
 
-    ./run bench train [--configs tiny,small] [--steps 10] [--small-steps 3] [--no-compile]
+    ./run bench train [--configs tiny,small] [--steps 10] [--small-steps 3] [--no-compile] [--bf16]
                       [--out runs/bench/train.json]
 
 One step = forward + loss + backward + AdamW step, on the same configuration, batch, clips and
@@ -9,6 +9,7 @@ interleaved step by step so that load from other processes hits all of them alik
   transformers     VideoMAEForPreTraining built from the same config (its default SDPA attention)
   ours             VideoMAEPretrain, eager
   ours-compiled    VideoMAEPretrain under torch.compile (compile time reported separately)
+  *-bf16           with --bf16: the same under CPU bf16 autocast
 Configurations: tiny (192-d, depth 4, batch 8 of 16x112x112) and ViT-S (384-d, depth 12,
 decoder 192-d depth 4; batch 2 of 16x224x224 by default). Ratios are transformers' ms per step
 divided by ours (> 1: ours is faster).
@@ -45,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--small-batch", type=int, default=2)
     p.add_argument("--small-size", type=int, default=224)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--bf16", action="store_true", help="also time bf16 autocast rows (transformers and ours)")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "train.json"))
     return p.parse_args(argv)
 
@@ -84,26 +86,47 @@ class Runner:
         return time.perf_counter() - t0
 
 
-def build_runners(cfg: ModelConfig, compile_: bool) -> list[Runner]:
+def hf_loss(m, v, k):
+    # transformers wants [B, T, C, H, W]; the transpose is a view, it copies internally
+    return m(v.transpose(1, 2), bool_masked_pos=k).loss
+
+
+def our_loss(m, v, k):
+    return m(v, k)[0]
+
+
+def bf16(loss_fn):
+    def call(m, v, k):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return loss_fn(m, v, k)
+    return call
+
+
+def build_runners(cfg: ModelConfig, compile_: bool, with_bf16: bool = False) -> list[Runner]:
     import transformers
 
-    torch.manual_seed(0)
-    hf = transformers.VideoMAEForPreTraining(transformers.VideoMAEConfig(**interop.hf_config_kwargs(cfg, pretrain=True)))
-    runners = [Runner("transformers", hf,
-                      # transformers wants [B, T, C, H, W]; the transpose is a view, it copies internally
-                      lambda m, v, k: m(v.transpose(1, 2), bool_masked_pos=k).loss)]
-    torch.manual_seed(0)
-    runners.append(Runner("ours", VideoMAEPretrain(cfg), lambda m, v, k: m(v, k)[0]))
-    if compile_:
+    def hf_model():
         torch.manual_seed(0)
-        runners.append(Runner("ours-compiled", torch.compile(VideoMAEPretrain(cfg)), lambda m, v, k: m(v, k)[0]))
+        return transformers.VideoMAEForPreTraining(
+            transformers.VideoMAEConfig(**interop.hf_config_kwargs(cfg, pretrain=True)))
+
+    def ours():
+        torch.manual_seed(0)
+        return VideoMAEPretrain(cfg)
+
+    runners = [Runner("transformers", hf_model(), hf_loss), Runner("ours", ours(), our_loss)]
+    if compile_:
+        runners.append(Runner("ours-compiled", torch.compile(ours()), our_loss))
+    if with_bf16:
+        runners += [Runner("transformers-bf16", hf_model(), bf16(hf_loss)), Runner("ours-bf16", ours(), bf16(our_loss))]
     return runners
 
 
-def bench_config(label: str, cfg: ModelConfig, batch: int, steps: int, warmup: int, compile_: bool) -> list[dict]:
+def bench_config(label: str, cfg: ModelConfig, batch: int, steps: int, warmup: int, compile_: bool,
+                 with_bf16: bool) -> list[dict]:
     from tqdm import tqdm
 
-    runners = build_runners(cfg, compile_)
+    runners = build_runners(cfg, compile_, with_bf16)
     inputs = make_inputs(cfg, batch, warmup + steps + 1)
     for r in runners:  # first step includes torch.compile's compilation
         r.first_step_s = r.step(*inputs[0])
@@ -112,7 +135,7 @@ def bench_config(label: str, cfg: ModelConfig, batch: int, steps: int, warmup: i
     for video, mask in tqdm(inputs[1 + warmup:], desc=f"{label} steps", leave=False):
         for r in runners:  # interleaved: background load hits every implementation alike
             r.times.append(r.step(video, mask))
-    base = statistics.median(runners[0].times)
+    base = statistics.median(runners[0].times)  # transformers, fp32
     rows = []
     for r in runners:
         med = statistics.median(r.times)
@@ -140,9 +163,9 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         cfg, batch, steps = configs[name]
-        rows += bench_config(name, cfg, batch, steps, args.warmup, not args.no_compile)
+        rows += bench_config(name, cfg, batch, steps, args.warmup, not args.no_compile, args.bf16)
 
-    header = f"{'config':<7} {'impl':<14} {'batch':>5} {'clip':>11} {'ms/step':>9} {'min ms':>8} " \
+    header = f"{'config':<7} {'impl':<17} {'batch':>5} {'clip':>11} {'ms/step':>9} {'min ms':>8} " \
              f"{'clips/s':>8} {'x transf.':>9} {'1st step s':>10}"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"mask ratio {MASK_RATIO}")
@@ -150,7 +173,7 @@ def main(argv=None) -> int:
     print("-" * len(header))
     for r in rows:
         clip = f"{r['frames']}x{r['size']}x{r['size']}"
-        print(f"{r['config']:<7} {r['impl']:<14} {r['batch']:>5} {clip:>11} {r['ms_per_step_median']:>9.1f} "
+        print(f"{r['config']:<7} {r['impl']:<17} {r['batch']:>5} {clip:>11} {r['ms_per_step_median']:>9.1f} "
               f"{r['ms_per_step_min']:>8.1f} {r['clips_per_s']:>8.2f} {r['speedup_vs_transformers']:>9.2f} "
               f"{r['first_step_s']:>10.1f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -187,3 +187,40 @@ def config_from_hf(hf_config, **overrides):
     if c.hidden_act != "gelu":
         raise ValueError(f"unsupported activation {c.hidden_act!r}")
     return ModelConfig(**{**kw, **overrides})
+
+
+def to_transformers(model):
+    """A transformers VideoMAEForPreTraining / VideoMAEForVideoClassification with our model's
+    weights (e.g. to `save_pretrained`). Its two eps-1e-5 norms are set to our eps, so outputs match."""
+    import transformers
+
+    from mgm.model import VideoMAEPretrain
+
+    pretrain = isinstance(model, VideoMAEPretrain)
+    cls = transformers.VideoMAEForPreTraining if pretrain else transformers.VideoMAEForVideoClassification
+    hf = cls(transformers.VideoMAEConfig(**hf_config_kwargs(model.cfg, pretrain=pretrain)))
+    sd = to_hf(model.state_dict())
+    if not pretrain and model.cfg.num_classes == 0:  # transformers always has a classifier
+        sd.update({f"classifier.{k}": v for k, v in hf.classifier.state_dict().items()})
+    hf.load_state_dict(sd, strict=True)
+    for name, module in hf.named_modules():
+        if name in ("decoder.norm", "fc_norm"):
+            module.eps = model.cfg.norm_eps
+    return hf.eval()
+
+
+def from_transformers(hf_model):
+    """Our VideoMAEPretrain / VideoMAEClassifier with a transformers VideoMAE model's weights."""
+    from mgm.model import VideoMAEClassifier, VideoMAEPretrain, load_encoder_weights
+
+    cfg = config_from_hf(hf_model.config)
+    if hasattr(hf_model, "decoder"):
+        model = VideoMAEPretrain(cfg)
+        sd = from_hf(hf_model.state_dict())
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        if set(missing) - {"encoder.pos_embed"} or unexpected:
+            raise ValueError(f"weights do not match: missing {missing}, unexpected {unexpected}")
+    else:
+        model = VideoMAEClassifier(cfg)
+        load_encoder_weights(model, hf_model.state_dict(), head=hasattr(hf_model, "classifier"))
+    return model.eval()

@@ -154,3 +154,21 @@ def test_config_from_hf_round_trip():
     cfg = tiny_cfg(num_classes=7)
     hf_cfg = transformers.VideoMAEConfig(**interop.hf_config_kwargs(cfg, pretrain=False))
     assert interop.config_from_hf(hf_cfg) == cfg
+
+
+def test_classifier_export_and_import_through_transformers_models():
+    cfg = tiny_cfg(num_classes=4)
+    torch.manual_seed(4)
+    ours = VideoMAEClassifier(cfg).eval()
+    perturb = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(torch.randn(p.shape, generator=perturb) * 0.1)
+    hf = interop.to_transformers(ours)
+    assert isinstance(hf, transformers.VideoMAEForVideoClassification)
+    x = video(cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x.transpose(1, 2)).logits, ours(x), atol=TOL, rtol=0)
+        back = interop.from_transformers(hf)
+        assert back.cfg == cfg
+        torch.testing.assert_close(back(x), ours(x), atol=0, rtol=0)
