@@ -8,6 +8,7 @@ step, epoch, batches_done (data-loader position inside the epoch), config (plain
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import re
@@ -63,12 +64,21 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """torch.load(weights_only=True): tensors and plain containers only, no code execution."""
+    """torch.load(weights_only=True): tensors and plain containers only, no code execution.
+
+    argparse.Namespace is allowed too (MCG-NJU VideoMAE checkpoints store their arguments in one;
+    it only holds attributes). A .safetensors file loads as a bare state dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise MGMError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device=str(map_location))
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which and why, in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise MGMError(f"{path}: cannot load checkpoint ({first[:200]})") from None

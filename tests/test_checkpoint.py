@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fractions
 import os
 import random
 import signal
@@ -98,10 +99,14 @@ def test_load_errors_are_one_line_mgm_errors(tmp_path):
     with pytest.raises(MGMError, match="not found"):
         C.load_checkpoint(tmp_path / "nope.pt")
 
-    # arbitrary objects (like the argparse.Namespace in some published checkpoints) are refused
-    torch.save({"args": argparse.Namespace(lr=1)}, tmp_path / "foreign.pt")
+    # arbitrary objects are refused (weights_only=True) ...
+    torch.save({"x": fractions.Fraction(1, 3)}, tmp_path / "foreign.pt")
     with pytest.raises(MGMError, match="cannot load checkpoint"):
         C.load_checkpoint(tmp_path / "foreign.pt")
+    # ... except the argparse.Namespace of MCG-NJU VideoMAE checkpoints, a bag of attributes
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1e-3)}, tmp_path / "mcg.pt")
+    loaded = C.load_checkpoint(tmp_path / "mcg.pt")
+    assert loaded["args"].lr == 1e-3 and torch.equal(loaded["model"]["w"], torch.ones(2))
 
 
 # ---------------------------------------------------------------------------------------------
