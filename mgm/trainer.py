@@ -167,6 +167,8 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
         D.barrier()
 
     result_eval, mean_loss = None, float("nan")
+    if step >= last_step:
+        D.print0(f"[{cfg.run.name}] already at step {step} of {last_step}: nothing to train")
     t_start = time.perf_counter()
     while epoch < o.epochs and step < last_step:
         steps_left = min(steps_per_epoch - batches_done // o.accum_steps, last_step - step)

@@ -5,7 +5,8 @@
 
 Reads the videos of data.val_list (evaluation transform, data.test_clips x data.test_crops views,
 averaged). Writes OUT (float32 [N, D] or [N, T', D], list order) and OUT with suffix .labels.npy
-(int64 [N]). Any checkpoint with an encoder works: pretrain, finetune, linprobe, MCG-NJU VideoMAE.
+(int64 [N]). Any checkpoint with an encoder works: pretrain, finetune, linprobe, MCG-NJU VideoMAE
+(a foreign checkpoint carries no config: give the geometry and --set model.preset=base etc.).
 """
 
 NAME = "features"
@@ -31,19 +32,26 @@ def run(args):
     from mgm.engine import extract_features, resolve_precision
     from mgm.errors import MGMError
     from mgm.model import VideoMAEClassifier
-    from mgm.tasks import init_encoder, model_config
+    from mgm.tasks import init_encoder, model_config, restore_classifier
     from mgm.train_config import load_config
     from mgm.train_data import build_dataset
     from mgm.trainer import make_loader, setup
 
-    stored = load_checkpoint(args.checkpoint).get("config")
-    base = stored if isinstance(stored, dict) and "data" in stored else None
-    cfg = load_config("features", args.config, args.overrides, base=base)
+    state = load_checkpoint(args.checkpoint)
+    if state.get("task") in ("finetune", "linprobe"):
+        # the trained classifier as it is, fc_norm included
+        cfg, task = restore_classifier(args.checkpoint, args.config, args.overrides)
+        model = task.model.backbone if state["task"] == "linprobe" else task.model
+    else:  # a pre-training checkpoint (ours or MCG-NJU's): its encoder in a classifier without head
+        stored = state.get("config")
+        base = stored if isinstance(stored, dict) and "data" in stored else None
+        cfg = load_config("features", args.config, args.overrides, base=base)
+        model = VideoMAEClassifier(model_config(cfg, 0))
+        init_encoder(model, args.checkpoint)
+    del state
     info = setup(cfg)
     if info.distributed:
         raise MGMError("mgm features runs in one process (the output keeps list order)")
-    model = VideoMAEClassifier(model_config(cfg, 0))
-    init_encoder(model, args.checkpoint)
     data = build_dataset(cfg, "val", masks=False)
     if data is None:
         raise MGMError("config data.val_list is empty: --set data.val_list=LIST (the videos to embed)")
