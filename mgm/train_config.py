@@ -84,6 +84,7 @@ class RunSection:
     device: str = "auto"              # auto = cuda:LOCAL_RANK if available else cpu
     precision: str = "auto"           # auto (bf16 on GPUs that support it, fp32 on CPU), bf16, fp16, fp32
     threads: int = 0                  # > 0: torch.set_num_threads
+    compile: bool = False             # torch.compile the model (first steps pay 10-30 s of compilation)
     ckpt_every: int = 0               # optimizer steps between checkpoints; 0 = at the end of each epoch
     keep_ckpts: int = 2               # keep the newest N step checkpoints
     eval_every: int = 1               # epochs between evaluations; 0 = only at the end

@@ -150,6 +150,8 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
                   steps_per_epoch=steps_per_epoch, total_steps=total_steps, precision=precision,
                   params=n_params, trainable_params=n_train)
 
+    if cfg.run.compile:
+        model.compile()  # in place: state_dict keys stay the same (no "_orig_mod." prefix)
     net = D.wrap_ddp(model, info)
     loader, sampler = make_loader(train_set, cfg, info, train=True)
     last_ckpt = [C.latest_checkpoint(run_dir) if resume is not None else None]
