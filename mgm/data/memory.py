@@ -1,0 +1,150 @@
+"""Decode a small list-file dataset once into memory, then sample clips, motion and masks from RAM.
+
+For CPU-scale experiments the decoder, not the model, would dominate a step; decoding every clip
+once (frames *and* per-frame block motion, in the same pass) and sampling from arrays removes it.
+The clip sampling, motion accumulation and masking are the same functions the streaming dataset
+uses (mgm.motion.accumulate / resample_to_grid, mgm.masking), so masks are identical in kind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mgm import codec
+from mgm.config import Geometry
+from mgm.data.lists import read_list
+from mgm.errors import MGMError
+from mgm.model import IMAGENET_MEAN, IMAGENET_STD
+from mgm.motion import accumulate, resample_to_grid
+
+
+@dataclass
+class DecodedSplit:
+    """A whole split in memory. video: uint8 [N, F, H, W, 3]; dx, dy: float16 [N, F, Hb, Wb]
+    (per decoded frame, 16-px blocks); labels: int64 [N]; paths: [N] relative paths."""
+
+    video: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    labels: np.ndarray
+    paths: list
+
+    def save(self, path: str) -> None:
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, video=self.video, dx=self.dx, dy=self.dy, labels=self.labels,
+                 paths=np.array(self.paths))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> "DecodedSplit":
+        z = np.load(path)
+        return cls(z["video"], z["dx"], z["dy"], z["labels"], z["paths"].tolist())
+
+
+def decode_split(list_file: str, root: str | None = None, cache: str | None = None,
+                 progress: bool = True) -> DecodedSplit:
+    """Decode every clip of a list file (all of equal size and length, as `mgm synth` writes them).
+
+    With `cache`, the arrays are stored there and loaded on the next call.
+    """
+    if cache and os.path.exists(cache):
+        return DecodedSplit.load(cache)
+    entries = read_list(list_file, root=root)
+    it = entries
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(entries, desc=f"decode {os.path.basename(list_file)}", unit="clip", leave=False)
+    videos, dxs, dys = [], [], []
+    for e in it:
+        frames, dx, dy, _ = _decode_all(e.path)
+        videos.append(frames), dxs.append(dx), dys.append(dy)
+    lengths = {v.shape for v in videos}
+    if len(lengths) != 1:
+        raise MGMError(f"{list_file}: clips differ in size or length ({sorted(lengths)[:3]}...); "
+                       "the in-memory dataset needs equal clips")
+    split = DecodedSplit(np.stack(videos), np.stack(dxs).astype(np.float16),
+                         np.stack(dys).astype(np.float16),
+                         np.array([e.label for e in entries], np.int64), [e.path for e in entries])
+    if cache:
+        split.save(cache)
+    return split
+
+
+def _decode_all(path):
+    """frames uint8 [F, H, W, 3] and per-frame block motion dx, dy [F, Hb, Wb] in one pass."""
+    info = codec.probe(path)
+    idx = np.arange(max(info.num_frames, 1))
+    frames, _, _, field = codec.read_clip(path, idx, stride=1)
+    return frames[:field.num_frames], field.dx, field.dy, field
+
+
+def clip_indices(num_decoded: int, geometry: Geometry, stride: int, rng: np.random.Generator | None):
+    """[T] frame indices: T = geometry.num_frames at `stride`; a random start when rng is given,
+    else centred. Clips shorter than the span repeat their last frame."""
+    span = (geometry.num_frames - 1) * stride + 1
+    room = max(num_decoded - span, 0)
+    start = int(rng.integers(0, room + 1)) if rng is not None else room // 2
+    return np.minimum(start + stride * np.arange(geometry.num_frames), num_decoded - 1)
+
+
+class MemoryClips(torch.utils.data.Dataset):
+    """Clips sampled from a DecodedSplit: {"video" float [C, T, H, W] (ImageNet-normalised),
+    "label", "index"} plus "mask" bool [N] with a mask generator, "motion" float [T, 2, H', W'] with
+    `return_motion`. Random starts and masks derive from (seed, epoch, index) only, so a resumed
+    or distributed run draws the same ones. No flips: they would swap the motion classes."""
+
+    def __init__(self, split: DecodedSplit, geometry: Geometry, stride: int, *, mask_generator=None,
+                 train: bool = True, seed: int = 0, return_motion: bool = False, subset=None):
+        self.split, self.geometry, self.stride = split, geometry, stride
+        self.mask_generator, self.train, self.seed = mask_generator, train, seed
+        self.return_motion = return_motion
+        self.items = np.arange(len(split.labels)) if subset is None else np.asarray(subset)
+        self.epoch = 0
+        n, f, h, w, _ = split.video.shape
+        if h != w:
+            raise MGMError(f"in-memory clips must be square, got {h}x{w}")
+        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def labels(self) -> np.ndarray:
+        return self.split.labels[self.items]
+
+    def motion(self, i: int, idx: np.ndarray) -> np.ndarray:
+        """float32 [T, 2, H', W']: motion of each sampled frame over the stride, on the patch grid."""
+        s = self.split
+        size = s.video.shape[2]
+        dx, dy = accumulate(s.dx[i].astype(np.float32), s.dy[i].astype(np.float32), idx, self.stride)
+        g = self.geometry
+        gx, gy = resample_to_grid(dx, dy, (size, size), (0, 0, size, size), (g.size, g.size),
+                                  g.grid[1:])
+        return np.stack([gx, gy], 1)
+
+    def __getitem__(self, index: int) -> dict:
+        i = int(self.items[index])
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        idx = clip_indices(self.split.video.shape[1], self.geometry, self.stride, rng)
+        video = torch.from_numpy(self.split.video[i, idx]).permute(3, 0, 1, 2).float() / 255  # C,T,H,W
+        if video.shape[-1] != self.geometry.size:
+            video = torch.nn.functional.interpolate(video, size=(self.geometry.size,) * 2,
+                                                    mode="bilinear", align_corners=False, antialias=True)
+        item = {"video": (video - self._mean) / self._std, "label": int(self.split.labels[i]),
+                "index": index}
+        need_motion = self.return_motion or (self.mask_generator is not None
+                                             and self.mask_generator.needs_motion)
+        motion = self.motion(i, idx) if need_motion else None
+        if self.mask_generator is not None:
+            mrng = rng if rng is not None else np.random.default_rng([self.seed, i])
+            item["mask"] = torch.from_numpy(self.mask_generator(motion, mrng).reshape(-1))
+        if self.return_motion:
+            item["motion"] = torch.from_numpy(motion)
+        return item
