@@ -24,13 +24,14 @@ def param_groups(model: nn.Module, weight_decay: float, *, layer_decay: float = 
                  no_weight_decay: Iterable[str] = ()) -> list[dict]:
     """Split trainable parameters into AdamW groups.
 
-    No weight decay for 1-D tensors (norm weights, biases) and for names in `no_weight_decay`
-    (position embeddings, tokens) -- decaying them pulls normalisation gains towards 0.
+    No weight decay for 1-D tensors (norm weights, biases) and for names in `no_weight_decay` or in
+    the model's own `no_weight_decay()` (tokens, position tables) -- decaying them pulls
+    normalisation gains and tokens towards 0.
     With `layer_decay < 1`, parameter `name` gets lr_scale = layer_decay ** (num_layers + 1 - layer_id(name)),
     so the patch embedding (id 0) learns slowest and the head (id num_layers + 1) at the full rate.
     Returns groups with keys params, weight_decay, lr_scale, names (for inspection / tests).
     """
-    skip = set(no_weight_decay)
+    skip = set(no_weight_decay) | set(model.no_weight_decay() if hasattr(model, "no_weight_decay") else ())
     groups: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
