@@ -89,3 +89,32 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
     init = pretrain_task(cfg).model.state_dict()
     moved = max(float((b["model"][k] - init[k]).abs().max()) for k in init)
     assert moved > 5e-3
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_merges_shards_like_one_process(tmp_path):
+    """Uneven shards (11 videos over 2 ranks) gathered by video index give the single-process numbers."""
+    import json
+
+    from mgm.cli import main
+
+    common = ["--set", f"run.out_dir={tmp_path}", "--set", "data.source=random", "--set", "data.num_frames=4",
+              "--set", "data.size=32", "--set", "data.random_len=11", "--set", "data.batch_size=2",
+              "--set", "run.threads=1", "--set", "run.progress=false", "--set", "data.num_classes=3"]
+    before = torch.get_num_threads()
+    try:
+        assert main(["finetune", "--name", "ft", *common, "--set", "optim.base_lr=0.05"]) == 0
+        ckpt = C.latest_checkpoint(tmp_path / "ft")
+        assert main(["eval", str(ckpt), "--out", str(tmp_path / "one.json")]) == 0
+    finally:
+        torch.set_num_threads(before)
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+         "-m", "mgm.cli", "eval", str(ckpt), "--out", str(tmp_path / "two.json")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("top-1") == 1  # printed by rank 0 only
+    one, dist2 = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert one["videos"] == dist2["videos"] == 11
+    assert one["top1"] == dist2["top1"] and one["top5"] == dist2["top5"]
+    assert one["loss"] == pytest.approx(dist2["loss"], rel=1e-5)
