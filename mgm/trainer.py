@@ -181,7 +181,8 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
 
         def on_step(global_step: int, metrics: dict) -> None:
             if info.is_main and (global_step % max(1, cfg.run.log_every) == 0 or global_step == last_step):
-                log.write("step", step=global_step, epoch=epoch, **metrics)
+                log.write("step", step=global_step, epoch=epoch, **metrics,
+                          clips_per_s=effective_batch / max(metrics["step_time"], 1e-9))
             if cfg.run.ckpt_every > 0 and global_step % cfg.run.ckpt_every == 0:
                 done = (global_step - epoch_start_step) * o.accum_steps
                 if done < steps_per_epoch * o.accum_steps:  # the epoch-end save covers the rest
