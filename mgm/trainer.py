@@ -89,6 +89,30 @@ def _config_diff(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+def _restore(path: Path, cfg: TrainConfig, info: D.DistInfo, model, optimizer, schedule, scaler):
+    """Load a training checkpoint into the live objects and this rank's RNG streams.
+    Returns (step, epoch, batches_done): where the data loader resumes."""
+    state = C.load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    step, epoch, batches_done = int(state["step"]), int(state["epoch"]), int(state["batches_done"])
+    rngs = state["rng"]
+    if len(rngs) == info.world_size:
+        C.restore_rng(rngs[info.rank])
+    else:  # another world size: the run continues, but not bit for bit
+        seed_everything(cfg.run.seed + 7919 * (step + 1) + info.rank)
+        D.print0(f"[{cfg.run.name}] checkpoint from {len(rngs)} processes, now {info.world_size}: "
+                 f"RNG streams reseeded")
+    for line in _config_diff(state.get("config", {}), cfg.to_dict()):
+        D.print0(f"[{cfg.run.name}] config changed since the checkpoint: {line}")
+    D.print0(f"[{cfg.run.name}] resumed from {path} at step {step} (epoch {epoch}, "
+             f"{batches_done} batches into it)")
+    return step, epoch, batches_done
+
+
 def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo | None = None) -> dict:
     """Train task.model on train_set for cfg.optim.epochs (or max_steps), evaluating on val_set.
 
@@ -123,24 +147,7 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
     step, epoch, batches_done = 0, 0, 0
     resume = _resume_path(cfg)
     if resume is not None:
-        state = C.load_checkpoint(resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step, epoch, batches_done = int(state["step"]), int(state["epoch"]), int(state["batches_done"])
-        rngs = state["rng"]
-        if len(rngs) == info.world_size:
-            C.restore_rng(rngs[info.rank])
-        else:  # another world size: the run continues, but not bit for bit
-            seed_everything(cfg.run.seed + 7919 * (step + 1) + info.rank)
-            D.print0(f"[{cfg.run.name}] checkpoint from {len(rngs)} processes, now {info.world_size}: "
-                     f"RNG streams reseeded")
-        for line in _config_diff(state.get("config", {}), cfg.to_dict()):
-            D.print0(f"[{cfg.run.name}] config changed since the checkpoint: {line}")
-        D.print0(f"[{cfg.run.name}] resumed from {resume} at step {step} (epoch {epoch}, "
-                 f"{batches_done} batches into it)")
+        step, epoch, batches_done = _restore(resume, cfg, info, model, optimizer, schedule, scaler)
         log.write("resume", step=step, epoch=epoch, path=str(resume))
     else:
         # Training randomness (drop path, mixup) differs per rank; initialisation did not.
@@ -205,11 +212,12 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
         # "epoch" in step / epoch records is the 0-based epoch the steps belong to
         log.write("epoch", step=step, epoch=epoch, complete=finished_epoch, loss=mean_loss,
                   elapsed=round(time.perf_counter() - t_start, 3))
+        D.print0(f"[{cfg.run.name}] step {step}/{last_step}, epoch {epoch + 1}/{o.epochs}"
+                 f"{'' if finished_epoch else ' (stopped inside it)'}: mean loss {mean_loss:.4f}")
         if finished_epoch:
             epoch, batches_done = epoch + 1, 0
         else:
             batches_done = (step - epoch_start_step) * o.accum_steps
-        D.print0(f"[{cfg.run.name}] step {step}/{last_step} epoch {epoch}: loss {mean_loss:.4f}")
         save(step, epoch, batches_done)
         last = step >= last_step or epoch >= o.epochs
         if val_set is not None and task.predict is not None and (
