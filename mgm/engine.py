@@ -96,12 +96,8 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
                 scaled = loss.float() / accum_steps
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             loss_sum += loss.detach().double()
-        # One reduction per step: the logged loss and a verdict all ranks agree on.
-        mean_loss = loss_sum / accum_steps
-        if D.world_size() > 1:
-            torch.distributed.all_reduce(mean_loss)
-            mean_loss /= D.world_size()
-        loss_value = float(mean_loss)
+        # One reduction per step: the logged loss, and a NaN verdict all ranks agree on.
+        loss_value = D.all_reduce_mean({"loss": float(loss_sum) / accum_steps}, device)["loss"]
         if not math.isfinite(loss_value):
             optimizer.zero_grad(set_to_none=True)
             if bar is not None:

@@ -27,7 +27,6 @@ def run(args):
 
     import numpy as np
 
-    from mgm import distributed as D
     from mgm.checkpoint import load_checkpoint
     from mgm.engine import extract_features, resolve_precision
     from mgm.errors import MGMError
