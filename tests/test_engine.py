@@ -330,32 +330,36 @@ def test_precision_choice_and_scaler_only_for_fp16():
     assert make_scaler(CPU, "fp16") is not None
 
 
-def test_bf16_autocast_on_cpu_trains(tmp_path):
-    """The opt-in CPU bf16 path runs end to end and changes the numbers (it is really used)."""
+def test_bf16_and_fp16_autocast_on_cpu_train(tmp_path):
+    """The opt-in reduced-precision paths run end to end and really change the numbers; fp16 goes
+    through a GradScaler whose state lands in the checkpoint."""
     from mgm.model import ModelConfig, VideoMAEPretrain
 
+    mask = torch.zeros(8, dtype=torch.bool)
+    mask[:6] = True
+
+    class Clips(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return {"video": torch.randn(3, 4, 32, 32, generator=torch.Generator().manual_seed(i)),
+                    "mask": mask, "index": i}
+
     losses = {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "fp16"):
         cfg = _tiny_cfg(tmp_path, f"run.precision={precision}", f"run.name={precision}", "optim.epochs=1",
-                        "data.batch_size=4",
-                        "optim.base_lr=1e-3")
+                        "data.batch_size=4", "optim.base_lr=1e-3")
         torch.manual_seed(0)
         model = VideoMAEPretrain(ModelConfig.from_preset("tiny", img_size=32, num_frames=4))
-        mask = torch.zeros(8, dtype=torch.bool)
-        mask[:6] = True
-
-        class Clips(torch.utils.data.Dataset):
-            def __len__(self):
-                return 4
-
-            def __getitem__(self, i):
-                return {"video": torch.randn(3, 4, 32, 32, generator=torch.Generator().manual_seed(i)),
-                        "mask": mask, "index": i}
-
         task = Task("pretrain", model, lambda m, b: m(b["video"], b["mask"])[0])
         losses[precision] = fit(cfg, task, Clips())["loss"]
-    assert math.isfinite(losses["bf16"]) and losses["bf16"] != losses["fp32"]
-    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+    for low in ("bf16", "fp16"):
+        assert math.isfinite(losses[low]) and losses[low] != losses["fp32"]
+        assert losses[low] == pytest.approx(losses["fp32"], rel=0.05)
+    scaler = C.load_checkpoint(C.latest_checkpoint(tmp_path / "fp16"))["scaler"]
+    assert scaler["scale"] == 65536.0 and scaler["_growth_tracker"] == 2  # 2 finite steps
+    assert C.load_checkpoint(C.latest_checkpoint(tmp_path / "bf16"))["scaler"] == {}
 
 
 # ---------------------------------------------------------------------------------------------
