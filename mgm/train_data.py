@@ -90,7 +90,7 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
 
 
 def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
-    """The split decoded once into RAM (mgm.data.memory), optionally cached as <cache>/<split>.npz."""
+    """The split decoded once into RAM (mgm.data.memory), optionally cached in <cache>/<list name>/."""
     import os
 
     from mgm.data.memory import MemoryClips, decode_split
@@ -99,7 +99,7 @@ def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
     cache = None
     if d.cache:
         os.makedirs(d.cache, exist_ok=True)
-        cache = os.path.join(d.cache, os.path.splitext(os.path.basename(list_file))[0] + ".npz")
+        cache = os.path.join(d.cache, os.path.splitext(os.path.basename(list_file))[0])
     data = decode_split(list_file, root=d.root or None, cache=cache, progress=cfg.run.progress)
     return MemoryClips(data, d.geometry, d.stride, mask_generator=gen, train=split == "train", seed=cfg.run.seed)
 

@@ -33,23 +33,34 @@ class DecodedSplit:
     labels: np.ndarray
     paths: list
 
+    FIELDS = ("video", "dx", "dy", "labels", "paths")
+
     def save(self, path: str) -> None:
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, video=self.video, dx=self.dx, dy=self.dy, labels=self.labels,
-                 paths=np.array(self.paths))
+        """A directory of .npy files (written to a temporary directory, then renamed)."""
+        import shutil
+
+        tmp = path + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        for name in self.FIELDS:
+            value = getattr(self, name)
+            np.save(os.path.join(tmp, name + ".npy"), np.array(value) if name == "paths" else value)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str) -> "DecodedSplit":
-        z = np.load(path)
-        return cls(z["video"], z["dx"], z["dy"], z["labels"], z["paths"].tolist())
+        """Memory-mapped: every run and worker shares the page cache instead of a private copy."""
+        arrays = {n: np.load(os.path.join(path, n + ".npy"), mmap_mode=None if n == "paths" else "r")
+                  for n in cls.FIELDS}
+        arrays["paths"] = arrays["paths"].tolist()
+        return cls(**arrays)
 
 
 def decode_split(list_file: str, root: str | None = None, cache: str | None = None,
                  progress: bool = True) -> DecodedSplit:
     """Decode every clip of a list file (all of equal size and length, as `mgm synth` writes them).
 
-    With `cache`, the arrays are stored there and loaded on the next call.
+    With `cache` (a directory), the arrays are stored there and memory-mapped on the next call.
     """
     if cache and os.path.exists(cache):
         return DecodedSplit.load(cache)
