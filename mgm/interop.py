@@ -57,10 +57,13 @@ def unwrap(checkpoint: dict) -> dict[str, Tensor]:
 
 
 def detect(state_dict: dict[str, Tensor]) -> str:
-    """'hf', 'videomae-finetune' (MCG-NJU fine-tuning layout, no `encoder.` prefix) or 'ours'
+    """'hf', 'hf-bare' (a bare transformers VideoMAEModel: no `videomae.` prefix),
+    'videomae-finetune' (MCG-NJU fine-tuning layout, no `encoder.` prefix) or 'ours'
     (ours and MCG-NJU pre-training share names)."""
     if any(k.startswith("videomae.") for k in state_dict):
         return "hf"
+    if any(k.startswith("embeddings.patch_embeddings.") for k in state_dict):
+        return "hf-bare"
     if any(k.startswith(("blocks.", "patch_embed.")) for k in state_dict):
         return "videomae-finetune"
     return "ours"
@@ -74,6 +77,8 @@ def to_ours(checkpoint: dict) -> dict[str, Tensor]:
     kind = detect(sd)
     if kind == "hf":
         return from_hf(sd)
+    if kind == "hf-bare":
+        return from_hf({"videomae." + k: v for k, v in sd.items()})
     if kind == "videomae-finetune":
         return {k if k.startswith(("fc_norm.", "head.")) else "encoder." + k: v for k, v in sd.items()}
     return dict(sd)

@@ -94,6 +94,11 @@ def test_hf_pretrain_into_classifier_matches_hf_encoder():
         expected = hf.videomae(x.transpose(1, 2)).last_hidden_state
         got = ours.encoder(x)
     torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
+    # A bare VideoMAEModel state dict (no `videomae.` prefix) loads the same way.
+    bare = VideoMAEClassifier(tiny_cfg(num_classes=3, use_mean_pooling=False)).eval()
+    assert load_encoder_weights(bare, hf.videomae.state_dict()) == []
+    with torch.no_grad():
+        torch.testing.assert_close(bare.encoder(x), expected, atol=TOL, rtol=0)
 
 
 def test_export_round_trip_to_transformers():
