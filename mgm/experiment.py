@@ -1,0 +1,359 @@
+"""The masking experiment: does motion-guided masking train a better encoder than random tubes?
+
+For each arm (strategy, ratio, constants) and seed, pre-train the same ViT on the synthetic
+motion benchmark (`mgm synth`) for the same number of steps, keeping checkpoints along the way;
+fine-tune every checkpoint on the labelled clips (all labels, and a small fraction of them), and
+compare with the same network trained from scratch. Secondary views: linear probes on frozen
+features (mean-pooled, and per time slot), an untrained encoder, and a probe on the raw codec
+motion maps (nothing learned). Optionally fine-tune on a shifted variant of the benchmark (new
+backgrounds, shapes, colours, speeds): transfer in miniature.
+
+Every unit of work (a pre-training run, a fine-tuning run, a probe) stores its result as JSON under
+OUT/results/ and is skipped when that file exists, so an interrupted experiment continues where it
+stopped (`mgm experiment masking --preset small` again). Training uses mgm's own engine
+(mgm.tasks.run_training), on clips decoded once into memory (mgm.data.memory).
+
+Choices are made on the benchmark's `dev` split; the table reports the `val` split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from mgm.errors import MGMError
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One pre-training recipe: a mask strategy, its ratio and its constants."""
+
+    strategy: str
+    ratio: float
+    params: tuple = ()  # ((name, value), ...), e.g. (("focus", 0.5),)
+
+    @property
+    def name(self) -> str:
+        extra = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        else f"-{k}{'on' if v else 'off'}" for k, v in self.params)
+        return f"{self.strategy}-{self.ratio:g}{extra}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    synth: str                      # `mgm synth` preset of the data
+    arms: tuple
+    seeds: tuple = (0, 1, 2)
+    num_frames: int = 8             # sampled frames per clip, at `stride`
+    stride: int = 4
+    size: int = 96
+    patch: int = 12
+    model: str = "tiny"
+    pretrain_steps: int = 3000
+    pretrain_batch: int = 32
+    pretrain_lr: float = 1.5e-4     # base lr (x batch / 256)
+    curve: tuple = (1 / 3, 2 / 3, 1.0)  # fractions of pre-training whose checkpoints are fine-tuned
+    label_fractions: tuple = (1.0, 0.1)
+    curve_labels: float = 0.1       # label fraction used for the intermediate checkpoints
+    finetune_epochs: int = 20
+    finetune_batch: int = 16
+    finetune_lr: float = 1e-3
+    probe: bool = True
+    transfer: bool = True
+    eval_split: str = "val"         # "dev" while choosing settings, "val" for the reported table
+    threads: int = 0                # torch threads (0: torch's default)
+
+
+MAIN = (Arm("tube", 0.75), Arm("mgm", 0.75), Arm("tube", 0.9), Arm("mgm", 0.9), Arm("random", 0.9))
+PRESETS = {
+    # CI: every stage once, tiny everything (<= 3 minutes on 2 cores)
+    "smoke": Preset(synth="tiny", arms=(Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
+                    num_frames=4, stride=8, size=64, patch=16, pretrain_steps=6, pretrain_batch=8,
+                    curve=(0.5, 1.0), label_fractions=(1.0, 0.5), curve_labels=0.5,
+                    finetune_epochs=1, finetune_batch=8),
+    # the headline comparison
+    "small": Preset(synth="small", arms=MAIN),
+    # what each MGM choice is worth (one seed; run after `small`)
+    "ablation": Preset(synth="small", seeds=(0,), label_fractions=(0.1,), curve=(1.0,), transfer=False,
+                       arms=(Arm("motion-topk", 0.75), Arm("mgm-warp", 0.75),
+                             Arm("mgm", 0.75, (("camera_comp", False),)),
+                             Arm("mgm", 0.75, (("focus", 0.5),)),
+                             Arm("mgm", 0.75, (("sigma", 1.0),)), Arm("mgm", 0.75, (("sigma", 4.0),)))),
+}
+
+
+# ------------------------------------------------------------------------------------------ data
+def prepare_data(out: Path, preset: Preset, progress: bool = True) -> dict[str, Path]:
+    """Generate the benchmark (and its shifted variant) once; write the label-fraction lists."""
+    from mgm.data import synth
+    from mgm.data.lists import read_list, write_list
+
+    roots = {"base": out / "data" / "base"}
+    if preset.transfer:
+        roots["shifted"] = out / "data" / "shifted"
+    for variant, root in roots.items():
+        if not (root / "meta.json").exists():
+            synth.generate(str(root), preset=preset.synth, seed=0 if variant == "base" else 1,
+                           variant=variant, progress=progress)
+        samples = read_list(root / "train.txt")
+        labels = np.array([s.label for s in samples])
+        order = np.random.default_rng(0).permutation(len(samples))  # one fixed subset for all seeds
+        for frac in preset.label_fractions:
+            path = root / f"train_{frac:g}.txt"
+            if frac < 1 and not path.exists():
+                keep = [i for c in np.unique(labels) for i in
+                        order[labels[order] == c][:max(1, round(frac * (labels == c).sum()))]]
+                write_list(path, [(samples[i].path, samples[i].label) for i in sorted(keep)])
+    return roots
+
+
+def train_list(root: Path, frac: float) -> Path:
+    return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
+
+
+# ------------------------------------------------------------------------------------------ runs
+class Runner:
+    """Runs (or skips, when its result exists) every unit of work of one preset."""
+
+    def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False):
+        self.out, self.preset, self.verbose = Path(out), preset, verbose
+        (self.out / "results").mkdir(parents=True, exist_ok=True)
+        self.roots: dict[str, Path] = {}
+
+    # -- bookkeeping
+    def _result_path(self, key: str) -> Path:
+        return self.out / "results" / (key.replace("/", "__") + ".json")
+
+    def done(self, key: str) -> bool:
+        return self._result_path(key).exists()
+
+    def result(self, key: str) -> dict | None:
+        p = self._result_path(key)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def _store(self, key: str, value: dict) -> dict:
+        p = self._result_path(key)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, indent=1))
+        os.replace(tmp, p)
+        return value
+
+    # -- configs
+    def _config(self, command: str, name: str, data_root: Path, tlist: Path, seed: int, **sections):
+        from mgm.train_config import load_config
+
+        p = self.preset
+        base = {
+            "model": {"preset": p.model, **sections.pop("model", {})},
+            "data": {"train_list": str(tlist), "val_list": str(data_root / f"{p.eval_split}.txt"),
+                     "root": str(data_root), "num_frames": p.num_frames, "size": p.size,
+                     "patch": p.patch, "stride": p.stride, "in_memory": True,
+                     "cache": str(data_root / "cache"), **sections.pop("data", {})},
+            "optim": sections.pop("optim", {}),
+            "run": {"name": name, "out_dir": str(self.out / "runs"), "seed": seed,
+                    "progress": self.verbose, "threads": p.threads, "eval_every": 0,
+                    **sections.pop("run", {})},
+        }
+        return load_config(command, base=base)
+
+    def pretrain(self, arm: Arm, seed: int) -> dict:
+        """Pre-train one arm; checkpoints at every `curve` fraction. -> {"checkpoints": {step: path}}."""
+        key = f"pretrain/{arm.name}/s{seed}"
+        if self.done(key):
+            return self.result(key)
+        from mgm.tasks import run_training
+
+        p = self.preset
+        steps = [max(1, round(f * p.pretrain_steps)) for f in p.curve]
+        root = self.roots["base"]
+        n_train = sum(1 for _ in open(root / "train.txt"))
+        epochs = -(-p.pretrain_steps // max(1, n_train // p.pretrain_batch))
+        cfg = self._config("pretrain", f"pretrain-{arm.name}-s{seed}", root, root / "train.txt", seed,
+                           data={"mask": arm.strategy, "mask_ratio": arm.ratio,
+                                 "mask_params": dict(arm.params), "batch_size": p.pretrain_batch},
+                           optim={"epochs": epochs, "max_steps": p.pretrain_steps,
+                                  "base_lr": p.pretrain_lr, "warmup_epochs": 0.1 * epochs},
+                           run={"ckpt_every": steps[0] if len(steps) > 1 else 0,
+                                "keep_ckpts": 10 ** 6, "resume": "auto"})
+        t = time.perf_counter()
+        out = run_training("pretrain", cfg)
+        from mgm.checkpoint import checkpoint_path
+
+        ckpts = {s: str(checkpoint_path(cfg.run_dir, s)) for s in steps}
+        missing = [c for c in ckpts.values() if not os.path.exists(c)]
+        if missing:
+            raise MGMError(f"pre-training {arm.name} left no checkpoint {missing[0]}")
+        return self._store(key, {"arm": arm.name, "seed": seed, "final_loss": out["loss"],
+                                 "loss_curve": _losses(cfg.run_dir), "checkpoints": ckpts,
+                                 "seconds": round(time.perf_counter() - t, 1)})
+
+    def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> dict:
+        """Fine-tune from `init` (None: from scratch) on `frac` of the labels -> {"top1", ...}."""
+        key = f"finetune/{variant}/{tag}/f{frac:g}/s{seed}"
+        if self.done(key):
+            return self.result(key)
+        from mgm.tasks import run_training
+
+        p = self.preset
+        root = self.roots[variant]
+        # Same number of optimizer steps for every label fraction: few labels, more epochs.
+        epochs = max(1, round(p.finetune_epochs / max(frac, 1e-9) ** 0.5))
+        cfg = self._config("finetune", f"finetune-{variant}-{tag}-f{frac:g}-s{seed}", root,
+                           train_list(root, frac), seed, model={"init": init or ""},
+                           data={"batch_size": p.finetune_batch},
+                           optim={"epochs": epochs, "base_lr": p.finetune_lr,
+                                  "warmup_epochs": 0.1 * epochs},
+                           run={"keep_ckpts": 1})
+        t = time.perf_counter()
+        out = run_training("finetune", cfg)
+        ev = out["eval"] or {}
+        return self._store(key, {"tag": tag, "variant": variant, "fraction": frac, "seed": seed,
+                                 "top1": ev.get("top1"), "top5": ev.get("top5"), "epochs": epochs,
+                                 "seconds": round(time.perf_counter() - t, 1)})
+
+    def probe(self, tag: str, init: str | None, seed: int) -> dict:
+        """Linear probes on frozen features: mean-pooled and per time slot."""
+        key = f"probe/{tag}/s{seed}"
+        if self.done(key):
+            return self.result(key)
+        from mgm.probe import encoder_features, linear_probe
+
+        train, test = self._memory_splits()
+        res = {"tag": tag, "seed": seed}
+        feats = {which: encoder_features(self._probe_model(init, seed), split, self.preset)
+                 for which, split in (("train", train), ("test", test))}
+        for pooling in ("mean", "slots"):
+            res[pooling] = linear_probe(feats["train"][pooling], train.labels(),
+                                        feats["test"][pooling], test.labels())
+        return self._store(key, res)
+
+    def motion_probe(self) -> dict:
+        """A linear probe on the codec's motion maps (camera motion removed): nothing learned."""
+        key = "probe/motion-maps"
+        if self.done(key):
+            return self.result(key)
+        from mgm.probe import linear_probe, motion_features
+
+        train, test = self._memory_splits()
+        acc = linear_probe(motion_features(train), train.labels(), motion_features(test), test.labels())
+        return self._store(key, {"tag": "motion-maps", "mean": acc})
+
+    def _memory_splits(self):
+        from mgm.config import Geometry
+        from mgm.data.memory import MemoryClips, decode_split
+
+        p, root = self.preset, self.roots["base"]
+        g = Geometry(num_frames=p.num_frames, size=p.size, patch=p.patch)
+        splits = [decode_split(str(root / name), root=str(root), progress=self.verbose,
+                               cache=str(root / "cache" / Path(name).stem))
+                  for name in ("train.txt", f"{p.eval_split}.txt")]
+        return [MemoryClips(s, g, p.stride, train=False) for s in splits]
+
+    def _probe_model(self, init: str | None, seed: int):
+        import torch
+
+        from mgm.model import ModelConfig, VideoMAEClassifier, load_encoder_weights
+        from mgm.tasks import state_dict_of
+
+        p = self.preset
+        torch.manual_seed(seed)
+        model = VideoMAEClassifier(ModelConfig.from_preset(p.model, img_size=p.size, num_frames=p.num_frames,
+                                                           patch=p.patch, num_classes=1))
+        if init:
+            load_encoder_weights(model, state_dict_of(init))
+        return model.eval()
+
+    # -- the whole experiment
+    def units(self) -> list[tuple]:
+        """Every unit of work in order: ("pretrain", arm, seed) / ("finetune", ...) / ("probe", ...)."""
+        p, units = self.preset, []
+        for seed in p.seeds:
+            for frac in p.label_fractions:
+                units.append(("finetune", "scratch", None, frac, seed, "base"))
+            if p.probe:
+                units.append(("probe", "untrained", None, seed))
+            if p.transfer:
+                units.append(("finetune", "scratch", None, p.curve_labels, seed, "shifted"))
+            for arm in p.arms:
+                units.append(("pretrain", arm, seed))
+        if p.probe:
+            units.append(("motion_probe",))
+        return units
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        p = self.preset
+        self.roots = prepare_data(self.out, p, progress=self.verbose)
+        todo = self.units()
+        bar = tqdm(todo, desc="experiment", unit="run", disable=not self.verbose and False)
+        for unit in bar:
+            kind = unit[0]
+            bar.set_postfix_str(" ".join(str(u.name if isinstance(u, Arm) else u) for u in unit[1:3]))
+            if kind == "pretrain":
+                _, arm, seed = unit
+                pre = self.pretrain(arm, seed)
+                final = max(pre["checkpoints"], key=int)
+                for step, ckpt in sorted(pre["checkpoints"].items(), key=lambda kv: int(kv[0])):
+                    tag = f"{arm.name}@{step}"
+                    fracs = p.label_fractions if step == final else (p.curve_labels,)
+                    for frac in fracs:
+                        self.finetune(tag, ckpt, frac, seed)
+                if p.probe:
+                    self.probe(f"{arm.name}@{final}", pre["checkpoints"][final], seed)
+                if p.transfer:
+                    self.finetune(f"{arm.name}@{final}", pre["checkpoints"][final], p.curve_labels,
+                                  seed, "shifted")
+            elif kind == "finetune":
+                self.finetune(*unit[1:])
+            elif kind == "probe":
+                self.probe(*unit[1:])
+            else:
+                self.motion_probe()
+            bar.write(self.summary_line())
+        return self.report()
+
+    # -- reporting
+    def all_results(self) -> list[dict]:
+        return [json.loads(f.read_text()) for f in sorted((self.out / "results").glob("*.json"))]
+
+    def summary_line(self) -> str:
+        rows = [r for r in self.all_results() if "top1" in r and r.get("variant") == "base"
+                and r["fraction"] == self.preset.curve_labels and r["top1"] is not None]
+        by = {}
+        for r in rows:
+            by.setdefault(r["tag"].split("@")[0], []).append(r["top1"])
+        return "top-1 so far (" + f"{self.preset.curve_labels:g} labels): " + " | ".join(
+            f"{k} {np.mean(v):.1f}" for k, v in sorted(by.items()))
+
+    def report(self) -> dict:
+        from mgm.report import summarise
+
+        from mgm.report import plot_curves
+
+        p = self.preset
+        summary = summarise(self.all_results(), p)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (self.out / "results.md").write_text(summary["markdown"] + "\n")
+        scratch = summary["finetune"].get(f"base|scratch|None|{p.curve_labels}")
+        plot_curves(summary, float(np.mean(scratch)) if scratch else None,
+                    str(self.out / "curve.png"), p.curve_labels)
+        return summary
+
+
+def _losses(run_dir: Path) -> list:
+    """[(step, loss)] from the run's JSONL log."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("event") == "step" and "loss" in rec:
+            out.append((rec["step"], round(rec["loss"], 5)))
+    return out

@@ -1,0 +1,136 @@
+"""Summaries of the masking experiment: tables (mean ± std over seeds), the headline differences,
+and the accuracy-against-pre-training-steps plot."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+
+def _ms(values) -> str:
+    v = [x for x in values if x is not None]
+    if not v:
+        return "—"
+    return f"{np.mean(v):.1f} ± {np.std(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+
+
+def _split_tag(tag: str) -> tuple[str, int | None]:
+    arm, _, step = tag.partition("@")
+    return arm, int(step) if step else None
+
+
+def summarise(results: list[dict], preset) -> dict:
+    """results: the experiment's stored JSON records. Returns {"finetune": rows, "probe": rows,
+    "headline": {...}, "curve": {arm: [(step, mean, std)]}, "markdown": str}."""
+    ft = defaultdict(list)   # (variant, arm, step, fraction) -> [top1 per seed]
+    by_seed = {}             # (variant, arm, step, fraction, seed) -> top1
+    for r in results:
+        if "top1" in r and r.get("top1") is not None:
+            arm, step = _split_tag(r["tag"])
+            k = (r["variant"], arm, step, r["fraction"])
+            ft[k].append(r["top1"])
+            by_seed[k + (r["seed"],)] = r["top1"]
+    probes = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if "mean" in r and "fraction" not in r:
+            arm, _ = _split_tag(r["tag"])
+            for pooling in ("mean", "slots"):
+                if pooling in r:
+                    probes[arm][pooling].append(r[pooling])
+
+    final_step = {arm: max(s for (v, a, s, f) in ft if a == arm and s is not None)
+                  for (_, arm, step, _) in ft if step is not None}
+    fracs = sorted({f for (_, _, _, f) in ft}, reverse=True)
+    arms = sorted(final_step, key=lambda a: (a.split("-")[0] != "tube", a))
+
+    lines = ["| pre-training | " + " | ".join(f"fine-tune top-1, {f:g} of labels" for f in fracs)
+             + " | transfer (shifted) |", "|---|" + "---|" * (len(fracs) + 1)]
+    for arm in ["scratch"] + arms:
+        step = final_step.get(arm)
+        cells = [_ms(ft.get(("base", arm, step, f), [])) for f in fracs]
+        tr = _ms(ft.get(("shifted", arm, step, preset.curve_labels), []))
+        lines.append(f"| {arm}{'' if step is None else f' ({step} steps)'} | " + " | ".join(cells)
+                     + f" | {tr} |")
+    table = "\n".join(lines)
+
+    plines = ["| features | linear probe, mean-pooled | linear probe, per time slot |", "|---|---|---|"]
+    for arm in ["motion-maps", "untrained"] + arms:
+        if arm in probes:
+            plines.append(f"| {arm} | {_ms(probes[arm]['mean'])} | {_ms(probes[arm].get('slots', []))} |")
+    probe_table = "\n".join(plines)
+
+    curve = {}
+    for arm in arms:
+        pts = sorted((s, np.mean(v), np.std(v)) for (var, a, s, f), v in ft.items()
+                     if var == "base" and a == arm and f == preset.curve_labels)
+        curve[arm] = [(int(s), float(m), float(sd)) for s, m, sd in pts]
+
+    headline = {}
+    for ratio in sorted({a.split("-")[1] for a in arms if a.startswith(("mgm-", "tube-"))}):
+        mgm, tube = f"mgm-{ratio}", f"tube-{ratio}"
+        if mgm not in final_step or tube not in final_step:
+            continue
+        h = {}
+        for f in fracs:
+            diffs = [by_seed[("base", mgm, final_step[mgm], f, s)] - by_seed[("base", tube, final_step[tube], f, s)]
+                     for s in preset.seeds if ("base", mgm, final_step[mgm], f, s) in by_seed
+                     and ("base", tube, final_step[tube], f, s) in by_seed]
+            if diffs:
+                h[f"mgm_minus_tube_f{f:g}"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
+        h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
+        headline[ratio] = h
+
+    md = [table, "", probe_table, ""]
+    for ratio, h in headline.items():
+        for k, (m, sd, n) in ((k, v) for k, v in h.items() if k.startswith("mgm_minus")):
+            md.append(f"- ratio {ratio}: MGM − tube, {k.split('_f')[-1]} of labels: "
+                      f"{m:+.1f} ± {sd:.1f} points ({n} seeds)")
+        frac = h["steps_fraction_to_match_tube"]
+        md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({preset.curve_labels:g} of labels) "
+                  + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
+                     else "at none of the checkpoints"))
+    return {"finetune": {"|".join(map(str, k)): v for k, v in ft.items()},
+            "probe": {k: dict(v) for k, v in probes.items()}, "headline": headline, "curve": curve,
+            "markdown": "\n".join(md)}
+
+
+def _steps_to_reach(mgm: list, tube: list) -> float | None:
+    """Smallest fraction of tube's final step at which MGM's curve (linearly interpolated, from 0)
+    reaches tube's final mean accuracy; None if it never does."""
+    if not mgm or not tube:
+        return None
+    target, last = tube[-1][1], tube[-1][0]
+    prev_s, prev_a = 0, None
+    for s, a, _ in mgm:
+        if a >= target:
+            if prev_a is None or a == prev_a:
+                return s / last
+            return (prev_s + (target - prev_a) / (a - prev_a) * (s - prev_s)) / last
+        prev_s, prev_a = s, a
+    return None
+
+
+def plot_curves(summary: dict, scratch: float | None, path: str, labels: float) -> None:
+    """top-1 against pre-training steps, one line per arm (mean ± std band), scratch as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for arm, pts in summary["curve"].items():
+        if not pts:
+            continue
+        s, m, sd = map(np.array, zip(*pts))
+        ax.plot(s, m, marker="o", label=arm)
+        ax.fill_between(s, m - sd, m + sd, alpha=0.15)
+    if scratch is not None:
+        ax.axhline(scratch, color="grey", linestyle="--", label="scratch")
+    ax.set_xlabel("pre-training steps")
+    ax.set_ylabel(f"fine-tune top-1 (%), {labels:g} of labels")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
