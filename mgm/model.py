@@ -402,9 +402,9 @@ class VideoMAEPretrain(nn.Module):
         return pixels_last(self._targets(patchify(video, self.cfg.tubelet, self.cfg.patch), split_ids(mask)[1]))
 
     def _targets(self, patches: Tensor, ids_mask: Tensor) -> Tensor:
-        """Masked tubelets `[B, N_masked, C, tubelet*patch*patch]` in [0, 1] pixels (ImageNet normalisation undone, for 3
-        channels); with norm_pix_loss each tubelet and channel standardised as VideoMAE does:
-        (x - mean) / (unbiased std + 1e-6), computed on the pixels in [0, 1]."""
+        """Masked tubelets `[B, N_masked, C, tubelet*patch*patch]` in [0, 1] pixels (ImageNet
+        normalisation undone, for 3 channels); with norm_pix_loss each tubelet and channel
+        standardised as VideoMAE does: (x - mean) / (unbiased std + 1e-6), on the [0, 1] pixels."""
         x = gather_tokens(patches, ids_mask).float()  # [B, n, C, P], a fresh copy: edited in place
         mean, std = self._pixel_stats(x)
         if not self.cfg.norm_pix_loss:
@@ -550,7 +550,7 @@ def load_encoder_weights(model: nn.Module, state_dict: dict, *, head: bool = Fal
     if pos is not None and pos.shape != target["encoder.pos_embed"].shape:
         grid = model.encoder.grid
         if pos.shape[-1] != target["encoder.pos_embed"].shape[-1]:
-            raise ValueError(f"position table width {pos.shape[-1]} != model width {target['encoder.pos_embed'].shape[-1]}")
+            raise ValueError(f"position table width {pos.shape[-1]} != model width {model.cfg.embed_dim}")
         load["encoder.pos_embed"] = interpolate_pos_embed(pos, old_grid or _guess_grid(pos.shape[-2], grid), grid)
     for k, v in load.items():
         if v.shape != target[k].shape:

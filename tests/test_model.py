@@ -158,7 +158,8 @@ def test_loss_is_zero_when_prediction_equals_target():
     scale = torch.rand(2, gt * gh * gw, 3, 1, generator=g) + 0.5
     shift = torch.randn(2, gt * gh * gw, 3, 1, generator=g)
     pixels = unpatchify(pattern * scale + shift, c.geometry.grid, c.tubelet, c.patch)
-    video = (pixels - torch.tensor(IMAGENET_MEAN)[:, None, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None, None]
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None, None], torch.tensor(IMAGENET_STD)[:, None, None, None]
+    video = (pixels - mean) / std
     mask = mask_first(2, gt * gh * gw, [30, 30])
     model = VideoMAEPretrain(c).eval()
     target = model.targets(video, mask)
