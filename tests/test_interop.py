@@ -67,6 +67,22 @@ def test_pretrain_parity(norm_pix_loss, qkv_bias):
     assert loss > 0.1  # random weights: far from the target, so the comparison means something
 
 
+def test_pretrain_gradient_parity():
+    """Same gradients for every weight (transformers' q/k/v gradients fused like the weights)."""
+    cfg = tiny_cfg()
+    hf = hf_model(transformers.VideoMAEForPreTraining, cfg, pretrain=True)
+    ours = VideoMAEPretrain(cfg).eval()
+    ours.load_state_dict(interop.from_hf(hf.state_dict()), strict=False)
+    x, mask = video(cfg), random_mask(2, cfg.geometry.num_tokens, 12, seed=2)
+    hf(x.transpose(1, 2), bool_masked_pos=mask).loss.backward()
+    ours(x, mask)[0].backward()
+    expected = interop.from_hf({k: p.grad for k, p in hf.named_parameters()})
+    got = {k: p.grad for k, p in ours.named_parameters()}
+    assert expected.keys() == got.keys()
+    for k in got:
+        torch.testing.assert_close(got[k], expected[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
 @pytest.mark.parametrize("use_mean_pooling", [True, False])
 def test_classifier_parity(use_mean_pooling):
     cfg = tiny_cfg(num_classes=5, use_mean_pooling=use_mean_pooling)
