@@ -155,3 +155,24 @@ def clip_views(frames: np.ndarray, motion: np.ndarray, mask: np.ndarray, tubelet
         motion_tiles.append(motion_tile(frame, mag[s], vec[s], vmax, patch))
         mask_tiles.append(mask_tile(frame, mask[s], patch, peak))
     return motion_tiles, mask_tiles
+
+
+def reconstruction_rows(video: np.ndarray, recon: np.ndarray, mask: np.ndarray, tubelet: int,
+                        patch: int, scale: int = 2):
+    """Original, masked input and reconstruction of one clip, one column per time slot.
+
+    video, recon: float [T, S, S, 3] in [0, 1]; mask: bool [T', H', W']. Returns (rows, labels),
+    rows = three lists of T' uint8 tiles [S*scale, S*scale, 3] (each slot's last frame), for montage.
+    """
+    def tile(img):
+        img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        return np.repeat(np.repeat(img, scale, 0), scale, 1)
+
+    rows = [[], [], []]
+    for s in range(mask.shape[0]):
+        f = s * tubelet + tubelet - 1
+        hidden = upsample(mask[s], patch)[..., None]
+        rows[0].append(tile(video[f]))
+        rows[1].append(tile(np.where(hidden, 0.5 * video[f] + 0.5 * MASK_TINT / 255, video[f])))
+        rows[2].append(tile(recon[f]))
+    return rows, ["input", "masked", "recon."]

@@ -24,6 +24,7 @@ def add_arguments(p):
     p.add_argument("--eval-split", choices=["dev", "val"], default=None,
                    help="evaluate on dev while choosing settings; the reported table uses val")
     p.add_argument("--steps", type=int, default=None, help="override the pre-training steps")
+    p.add_argument("--no-transfer", action="store_true", help="skip the shifted-variant fine-tunes")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the tables and plot")
     p.add_argument("--verbose", action="store_true", help="progress bars of every training run")
@@ -43,6 +44,8 @@ def run(args):
         changes["eval_split"] = args.eval_split
     if args.steps:
         changes["pretrain_steps"] = args.steps
+    if args.no_transfer:
+        changes["transfer"] = False
     if args.threads is not None:
         changes["threads"] = args.threads
     if args.arms:

@@ -1,0 +1,81 @@
+"""The masking experiment end to end at smoke size, its resumability, and the report arithmetic."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mgm.experiment import PRESETS, Arm, Runner
+from mgm.report import _steps_to_reach, summarise
+
+
+@pytest.mark.slow
+def test_smoke_experiment_completes_writes_the_table_and_resumes(tmp_path, capsys):
+    from mgm.cli import main
+
+    out = tmp_path / "smoke"
+    assert main(["experiment", "masking", "--preset", "smoke", "--out", str(out), "--threads", "1"]) == 0
+    table = (out / "results.md").read_text()
+    for row in ("scratch", "tube-0.75", "mgm-0.75", "motion-maps", "untrained"):
+        assert row in table
+    assert (out / "curve.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["curve"]) == {"tube-0.75", "mgm-0.75"}
+    results = sorted((out / "results").glob("*.json"))
+    # 2 arms x (1 pretrain + curve point 0.5 + final at 2 label fractions + probe + transfer)
+    # + scratch x (2 fractions + transfer) + untrained probe + motion probe
+    assert len(results) == 2 * 6 + 3 + 2
+    for r in results:
+        rec = json.loads(r.read_text())
+        if "top1" in rec:
+            assert 0 <= rec["top1"] <= 100
+    # A second call finds every result stored and trains nothing.
+    stamps = {r: r.stat().st_mtime_ns for r in results}
+    capsys.readouterr()
+    assert main(["experiment", "masking", "--preset", "smoke", "--out", str(out), "--threads", "1"]) == 0
+    assert {r: r.stat().st_mtime_ns for r in results} == stamps
+    assert "pretrain:" not in capsys.readouterr().out
+
+
+def test_arm_names_and_unknown_arms(tmp_path):
+    from mgm.cli import main
+
+    assert Arm("mgm", 0.75, (("focus", 0.5),)).name == "mgm-0.75-focus0.5"
+    assert Arm("mgm", 0.75, (("camera_comp", False),)).name == "mgm-0.75-camera_compoff"
+    assert main(["experiment", "masking", "--preset", "smoke", "--arms", "nope-0.1",
+                 "--out", str(tmp_path)]) == 1
+
+
+def test_steps_to_reach_interpolates():
+    tube = [(100, 40.0, 0), (200, 50.0, 0), (300, 60.0, 0)]
+    assert _steps_to_reach([(100, 60.0, 0), (300, 70.0, 0)], tube) == pytest.approx(1 / 3)
+    # crosses 60 halfway between 100 (50) and 200 (70): step 150 of 300
+    assert _steps_to_reach([(100, 50.0, 0), (200, 70.0, 0), (300, 75.0, 0)], tube) == pytest.approx(0.5)
+    assert _steps_to_reach([(100, 10.0, 0), (300, 59.0, 0)], tube) is None
+
+
+def test_summary_pairs_seeds_for_the_difference():
+    preset = replace(PRESETS["smoke"], seeds=(0, 1), label_fractions=(1.0,), curve_labels=1.0)
+    recs = []
+    for seed, (t, m) in enumerate([(50.0, 56.0), (40.0, 42.0)]):
+        recs += [{"tag": "tube-0.75@6", "variant": "base", "fraction": 1.0, "seed": seed, "top1": t},
+                 {"tag": "mgm-0.75@6", "variant": "base", "fraction": 1.0, "seed": seed, "top1": m},
+                 {"tag": "scratch", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 30.0}]
+    s = summarise(recs, preset)
+    mean, std, n = s["headline"]["0.75"]["mgm_minus_tube_f1"]
+    assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2.0), 2)
+    assert "| scratch | 30.0 ± 0.0 |" in s["markdown"]
+    assert "| tube-0.75 (6 steps) | 45.0 ± 5.0 |" in s["markdown"]
+
+
+def test_linear_probe_reads_a_linear_signal_and_not_noise():
+    from mgm.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(size=(300, 20))
+    x[:, 0] += 5 * y  # class is linearly readable from feature 0 (Bayes accuracy ~99%)
+    assert linear_probe(x[:200], y[:200], x[200:], y[200:]) > 90
+    noise = rng.normal(size=(300, 20))
+    assert linear_probe(noise[:200], y[:200], noise[200:], y[200:]) < 60
