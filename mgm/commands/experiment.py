@@ -24,6 +24,12 @@ def add_arguments(p):
     p.add_argument("--eval-split", choices=["dev", "val"], default=None,
                    help="evaluate on dev while choosing settings; the reported table uses val")
     p.add_argument("--steps", type=int, default=None, help="override the pre-training steps")
+    p.add_argument("--finetune-steps", type=int, default=None, help="override the fine-tuning steps")
+    p.add_argument("--fractions", type=float, nargs="+", default=None,
+                   help="override the label fractions (the first is also used for the curve)")
+    p.add_argument("--curve", type=float, nargs="+", default=None,
+                   help="override the pre-training fractions whose checkpoints are fine-tuned")
+    p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
     p.add_argument("--no-transfer", action="store_true", help="skip the shifted-variant fine-tunes")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the tables and plot")
@@ -44,6 +50,15 @@ def run(args):
         changes["eval_split"] = args.eval_split
     if args.steps:
         changes["pretrain_steps"] = args.steps
+    if args.finetune_steps:
+        changes["finetune_steps"] = args.finetune_steps
+    if args.fractions:
+        changes["label_fractions"] = tuple(args.fractions)
+        changes["curve_labels"] = args.fractions[-1]
+    if args.curve:
+        changes["curve"] = tuple(args.curve)
+    if args.no_probe:
+        changes["probe"] = False
     if args.no_transfer:
         changes["transfer"] = False
     if args.threads is not None:
