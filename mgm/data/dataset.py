@@ -1,0 +1,248 @@
+"""The one dataset core used for every video dataset: list file + sampler + paired transform + mask.
+
+One decode per clip: `codec.read_clip` returns the sampled frames and, for each, the motion
+accumulated over the frames skipped since the previous sample; the transform crops / resizes /
+flips both with one geometry; the mask is made here, in the DataLoader worker, from that motion.
+When nothing needs motion (e.g. tube masks) the motion vectors are not even exported.
+
+Item (`dataset[i]`):
+  video  float32 [C, T, S, S], normalised;       label  int;   index  int (video index in the list)
+  mask   bool [N], N = T'H'W' flattened in (t, h, w) order (only with a mask generator)
+  motion float32 [T, 2, H', W'] on the patch grid, output pixels (only with return_motion=True)
+  view   int, view number in multi-view testing (only when the dataset has several views per video)
+  skipped int, bad videos skipped to produce this item (policy "skip"; 0 normally)
+
+Randomness (clip start, crop, flip, mask) is a pure function of (seed, epoch, item index), so a
+resumed run and every DDP rank / worker see the same clips: call `set_epoch(e)` before each epoch
+(with persistent workers, index the dataset by `(epoch, i)` instead, e.g. via EpochSampler).
+
+Bad videos (missing, corrupt, no motion vectors) are never silently replaced. Policy "error"
+raises the VideoError. Policy "skip" logs a warning with path and reason, records it in a JSON-lines
+log shared by all workers, and returns the next readable video in list order (deterministic), whose
+index is in the item; `epoch_summary(epoch)` reports the count and the videos.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from mgm.config import Geometry
+from mgm.data.lists import Sample, read_list
+from mgm.data.sampling import build_sampler
+from mgm.data.transforms import ClipTransform
+from mgm.errors import MGMError, VideoError
+
+log = logging.getLogger(__name__)
+
+# PyAV frames converted to RGB own a swscale context with its own threads. If such a frame is
+# cyclic garbage when a DataLoader forks its workers, a worker's garbage collector frees it and
+# joins threads that do not exist in the child: the worker hangs forever (seen with the fork start
+# method after the parent decoded clips). Collecting in the parent just before every fork frees
+# that garbage where its threads live.
+os.register_at_fork(before=gc.collect)
+POLICIES = ("error", "skip")
+MODES = ("pretrain", "train", "val", "test")
+
+try:  # a torch Dataset when torch is there; plain object otherwise (tests of lists need no torch)
+    from torch.utils.data import Dataset as _Base
+except ImportError:  # pragma: no cover
+    _Base = object
+
+
+class VideoDataset(_Base):
+    """samples: list of Sample (or a list-file path, with root); sampler / transform: see
+    mgm.data.sampling and mgm.data.transforms; mask_generator: a mgm.masking.MaskGenerator or None."""
+
+    def __init__(self, samples, *, geometry: Geometry, sampler, transform: ClipTransform, root=None,
+                 mask_generator=None, mode: str = "train", return_motion: bool = False,
+                 bad_videos: str = "error", seed: int = 0, block: int = 16, bad_log=None):
+        if mode not in MODES:
+            raise MGMError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+        if bad_videos not in POLICIES:
+            raise MGMError(f"unknown bad-video policy {bad_videos!r} (choose from {', '.join(POLICIES)})")
+        if sampler.num_frames != geometry.num_frames or transform.geometry != geometry:
+            raise ValueError("sampler, transform and dataset must share one Geometry")
+        if mask_generator is not None and mask_generator.geometry != geometry:
+            raise ValueError("mask generator geometry differs from the dataset's")
+        self.samples = read_list(samples, root) if isinstance(samples, (str, os.PathLike)) else list(samples)
+        self.geometry, self.sampler, self.transform = geometry, sampler, transform
+        self.mask_generator, self.mode, self.return_motion = mask_generator, mode, return_motion
+        self.bad_videos, self.seed, self.block, self.epoch = bad_videos, seed, block, 0
+        self.needs_motion = return_motion or bool(mask_generator is not None and mask_generator.needs_motion)
+        if bad_log is None:  # a file, not a list: workers are separate processes
+            fd, bad_log = tempfile.mkstemp(prefix="mgm-bad-videos-", suffix=".jsonl")
+            os.close(fd)
+        self.bad_log = str(bad_log)
+        self._num_frames: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ indexing
+    @property
+    def views_per_video(self) -> int:
+        return self.sampler.num_views * self.transform.num_views
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.views_per_video
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The generator of item `index` in `epoch`: the same on every rank, worker and resume."""
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
+
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        video_index, view = divmod(index, self.views_per_video)
+        tview, sview = divmod(view, self.transform.num_views)
+        rng = self.rng(index, epoch)
+        skipped = 0
+        while True:
+            sample = self.samples[video_index]
+            try:
+                item = self._load(sample, tview, sview, rng)
+                break
+            except VideoError as e:
+                if self.bad_videos == "error":
+                    raise
+                self._record(epoch, video_index, e)
+                skipped += 1
+                if skipped >= len(self.samples):
+                    raise MGMError(f"no readable video in the list ({skipped} bad, last: {e})") from None
+                video_index = (video_index + 1) % len(self.samples)
+        item.update(label=sample.label, index=video_index)
+        if self.views_per_video > 1:
+            item["view"] = view
+        if self.bad_videos == "skip":
+            item["skipped"] = skipped
+        return item
+
+    # ------------------------------------------------------------------ one clip
+    def num_video_frames(self, path: str) -> int:
+        """Frame count from the container header (cached); counted by decoding when the header has none."""
+        n = self._num_frames.get(path)
+        if n is None:
+            from mgm import codec
+
+            n = codec.probe(path).num_frames
+            if n <= 0:
+                n = sum(1 for _ in codec.iter_frames(path, pixels=False, motion=False))
+            if n <= 0:
+                raise VideoError(path, "no frames")
+            self._num_frames[path] = n
+        return n
+
+    def _load(self, sample: Sample, tview: int, sview: int, rng: np.random.Generator) -> dict:
+        import torch
+
+        n = self.num_video_frames(sample.path)
+        indices = self.sampler(n, tview, rng)
+        if self.needs_motion:
+            from mgm import codec
+
+            frames, dx, dy, _ = codec.read_clip(sample.path, indices, stride=self.sampler.motion_stride(n),
+                                                block=self.block)
+        else:
+            frames, dx, dy = read_frames(sample.path, indices), None, None
+        src_hw = frames.shape[1:3]
+        box, hflip = self.transform.plan(src_hw, rng, sview)
+        item = {"video": self.transform.frames(frames, box, hflip)}
+        motion = None if dx is None else self.transform.motion(dx, dy, src_hw, box, hflip)
+        if self.mask_generator is not None:
+            mask = self.mask_generator(motion if self.mask_generator.needs_motion else None, rng)
+            item["mask"] = torch.from_numpy(np.ascontiguousarray(mask).reshape(-1))
+        if self.return_motion:
+            item["motion"] = torch.from_numpy(motion)
+        return item
+
+    # ------------------------------------------------------------------ bad videos
+    def _record(self, epoch: int, index: int, err: VideoError) -> None:
+        log.warning("bad video skipped (epoch %d, index %d): %s", epoch, index, err)
+        line = json.dumps({"epoch": epoch, "index": index, "path": err.path, "reason": err.reason})
+        with open(self.bad_log, "a") as f:  # one short append per event: atomic across workers
+            f.write(line + "\n")
+
+    def epoch_summary(self, epoch: int | None = None) -> dict:
+        """Bad videos met in `epoch` (default: the current one) by every worker:
+        {"epoch", "bad": number of skip events, "videos": {path: reason}}."""
+        epoch = self.epoch if epoch is None else epoch
+        videos, count = {}, 0
+        if os.path.exists(self.bad_log):
+            with open(self.bad_log) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if rec["epoch"] == epoch:
+                        count += 1
+                        videos[rec["path"]] = rec["reason"]
+        return {"epoch": epoch, "bad": count, "videos": videos}
+
+    def log_epoch_summary(self, epoch: int | None = None) -> dict:
+        s = self.epoch_summary(epoch)
+        if s["bad"]:
+            log.warning("epoch %d: %d bad-video events over %d videos: %s", s["epoch"], s["bad"],
+                        len(s["videos"]), "; ".join(f"{p}: {r}" for p, r in s["videos"].items()))
+        else:
+            log.info("epoch %d: no bad videos", s["epoch"])
+        return s
+
+
+def read_frames(path, indices) -> np.ndarray:
+    """Pixels only (no motion-vector export): uint8 [T, H, W, 3] of display indices `indices`
+    (non-decreasing; past the end repeats the last decoded frame)."""
+    from mgm import codec
+
+    indices = np.asarray(indices, dtype=np.int64)
+    wanted = set(indices.tolist())
+    kept, last = {}, None
+    for f in codec.iter_frames(path, pixels=True, motion=False, start=int(indices.min()),
+                               stop=int(indices.max()) + 1):
+        if f.index in wanted:
+            kept[f.index] = f.rgb
+        last = f
+    if last is None:
+        raise VideoError(path, f"no frame decoded at or after frame {int(indices.min())}")
+    tail = last.rgb
+    return np.stack([kept.get(i, tail) for i in indices.tolist()])
+
+
+class EpochSampler:
+    """Yields (epoch, index) keys so persistent DataLoader workers see the epoch; wraps any
+    index sampler (e.g. DistributedSampler) and forwards set_epoch to it."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling: str = "dense",
+                  stride: int = 4, test_clips: int = 1, test_crops: int = 1, crop: str | None = None,
+                  flip: bool = False, mask_generator=None, return_motion: bool = False,
+                  bad_videos: str = "error", seed: int = 0) -> VideoDataset:
+    """The usual wiring per mode. pretrain / train: random clip, multi-scale crop; val: centred clip,
+    centre crop; test: `test_clips` x `test_crops` views (K400: 5 x 3 dense; SSv2: 2 x 3 segment)."""
+    sampler = build_sampler(sampling, geometry.num_frames, stride, mode, views=test_clips)
+    if crop is None:
+        crop = {"pretrain": "multiscale", "train": "multiscale", "val": "center",
+                "test": "three" if test_crops > 1 else "center"}[mode]
+    transform = ClipTransform(geometry, crop=crop, flip=flip and mode in ("pretrain", "train"),
+                              crop_views=test_crops)
+    return VideoDataset(samples, geometry=geometry, sampler=sampler, transform=transform, root=root,
+                        mask_generator=mask_generator, mode=mode, return_motion=return_motion,
+                        bad_videos=bad_videos, seed=seed)
