@@ -45,7 +45,7 @@ def test_vp9_has_no_motion_and_transcoded_motion_is_right(vp9, tmp_path):
     n = transcode_file(src, tmp_path / "a.mp4")
     assert n == 16
     info = codec.probe(tmp_path / "a.mp4")
-    assert (info.codec, info.width, info.height, info.num_frames) == ("h264", 160, 96, 16)
+    assert (info.codec, info.width, info.height, info.num_frames, info.fps) == ("h264", 160, 96, 16, 25)
     field = codec.read_motion(tmp_path / "a.mp4")
     assert "".join(field.frame_type) == "I" + "P" * 15  # no B-frames, one GOP
     for t in range(1, 16):

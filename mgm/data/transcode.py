@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from mgm.errors import MGMError, VideoError
@@ -66,7 +67,8 @@ def transcode_file(src, dst, settings: Settings = Settings()) -> int:
             raise VideoError(src, "contains no video stream")
         istream = inp.streams.video[0]
         istream.thread_type = "AUTO"  # pixels only: frame threading is safe and faster here
-        rate = istream.average_rate or istream.guessed_rate or 25
+        rate = Fraction(istream.average_rate or istream.guessed_rate or 25)
+        time_base = 1 / rate
         width, height = output_size(istream.codec_context.width, istream.codec_context.height, settings.height)
         with av.open(tmp, "w") as out:
             ostream = out.add_stream("libx264", rate=rate)
@@ -76,7 +78,7 @@ def transcode_file(src, dst, settings: Settings = Settings()) -> int:
             try:
                 for frame in inp.decode(istream):
                     img = frame.reformat(width=width, height=height, format="yuv420p")
-                    img.pts = None  # constant-rate re-timing by the encoder
+                    img.pts, img.time_base = n, time_base  # constant-rate re-timing
                     for packet in ostream.encode(img):
                         out.mux(packet)
                     n += 1
