@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import tempfile
+import weakref
 
 import numpy as np
 
@@ -78,6 +79,7 @@ class VideoDataset(_Base):
         if bad_log is None:  # a file, not a list: workers are separate processes
             fd, bad_log = tempfile.mkstemp(prefix="mgm-bad-videos-", suffix=".jsonl")
             os.close(fd)
+            weakref.finalize(self, _remove_if_owner, bad_log, os.getpid())
         self.bad_log = str(bad_log)
         self._num_frames: dict[str, int] = {}
 
@@ -191,6 +193,11 @@ class VideoDataset(_Base):
         else:
             log.info("epoch %d: no bad videos", s["epoch"])
         return s
+
+
+def _remove_if_owner(path: str, pid: int) -> None:
+    if os.getpid() == pid and os.path.exists(path):  # workers' copies must not delete the log
+        os.remove(path)
 
 
 def read_frames(path, indices) -> np.ndarray:
