@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from mgm import codec  # noqa: E402
+from mgm.motion import mvs_to_grids  # noqa: E402
 
 
 def bikes_path() -> str:
@@ -86,12 +87,17 @@ def plain_decode(path, thread_type=None, rgb=False) -> int:
 
 
 def one_pass(path) -> int:
+    """RGB frames and motion grids of every frame from one decode (what the data loader does)."""
     info = codec.probe(path)
-    n = 0
+    n, pending = 0, []
     for f in codec.iter_frames(path, pixels=True, motion=True):
         f.rgb
-        codec.mvs_to_grid(f.mvs, info.width, info.height, 16)
+        pending.append(f.mvs)
+        if len(pending) == 64:
+            mvs_to_grids(pending, info.width, info.height, 16)
+            pending = []
         n += 1
+    mvs_to_grids(pending, info.width, info.height, 16)
     return n
 
 

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from mgm.errors import VideoError
-from mgm.motion import MotionField, accumulate, mvs_to_grid
+from mgm.motion import MotionField, accumulate, mvs_to_grids
 
 # AVPictureType -> the three letters users know; S/SI/SP/BI are rare and map to their kin.
 _PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
@@ -206,20 +206,27 @@ def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
     if motion:
         sd = frame.side_data.get("MOTION_VECTORS")
         if sd is not None:
-            mvs = sd.to_ndarray()
+            mvs = sd.to_ndarray().copy()  # a copy: a view would keep the whole frame alive
     return Frame(index, _PICT_TYPES.get(int(frame.pict_type), "P"), mvs, frame if pixels else None)
 
 
-def _motion_field(frames, width: int, height: int, block: int, path) -> MotionField:
-    """Stack per-frame grids. frames: iterable of Frame -> MotionField [F, Hb, Wb]."""
-    dxs, dys, knowns, types = [], [], [], []
+def _motion_field(frames, width: int, height: int, block: int, path, chunk: int = 64) -> MotionField:
+    """Grids of every frame. frames: iterable of Frame -> MotionField [F, Hb, Wb].
+
+    Records are gridded `chunk` frames at a time (one vectorised call each, bounded memory)."""
+    grids, pending, types = [], [], []
     for f in frames:
-        dx, dy, known = mvs_to_grid(f.mvs, width, height, block)
-        dxs.append(dx), dys.append(dy), knowns.append(known), types.append(f.frame_type)
+        pending.append(f.mvs)
+        types.append(f.frame_type)
+        if len(pending) == chunk:
+            grids.append(mvs_to_grids(pending, width, height, block))
+            pending = []
     if not types:
         raise VideoError(path, "no frames could be decoded")
-    return MotionField(np.stack(dxs), np.stack(dys), np.stack(knowns), np.array(types, dtype="<U1"),
-                       width, height, block)
+    if pending:
+        grids.append(mvs_to_grids(pending, width, height, block))
+    dx, dy, known = (np.concatenate(parts) for parts in zip(*grids))
+    return MotionField(dx, dy, known, np.array(types, dtype="<U1"), width, height, block)
 
 
 def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = None,

@@ -61,43 +61,58 @@ def mvs_to_grid(mvs: np.ndarray | None, width: int, height: int, block: int = 16
 
     mvs: FFmpeg motion-vector records (fields w, h, dst_x, dst_y, motion_x, motion_y,
     motion_scale, source) or None. Returns dx, dy float32 [Hb, Wb] and known bool [Hb, Wb].
+    """
+    dx, dy, known = mvs_to_grids([mvs], width, height, block)
+    return dx[0], dy[0], known[0]
+
+
+def mvs_to_grids(frames_mvs: Sequence[np.ndarray | None], width: int, height: int, block: int = 16):
+    """mvs_to_grid for F frames at once (one bincount for all: the per-call numpy overhead, not
+    the arithmetic, dominates on a single frame). Returns dx, dy float32 and known bool [F, Hb, Wb].
+
     Records larger than `block` are split into pieces so that every piece lies in one cell.
     """
     hb, wb = grid_shape(width, height, block)
-    if mvs is None or len(mvs) == 0:
-        z = np.zeros((hb, wb), np.float32)
-        return z, z.copy(), np.zeros((hb, wb), bool)
-    w = mvs["w"].astype(np.float32)
-    h = mvs["h"].astype(np.float32)
-    scale = np.sign(mvs["source"]).astype(np.float32) / mvs["motion_scale"].astype(np.float32)
-    fx = mvs["motion_x"] * scale
-    fy = mvs["motion_y"] * scale
-    cx = mvs["dst_x"].astype(np.float32)
-    cy = mvs["dst_y"].astype(np.float32)
-    nx = np.maximum(1, np.ceil(w / block)).astype(np.int64)
-    ny = np.maximum(1, np.ceil(h / block)).astype(np.int64)
-    if (nx > 1).any() or (ny > 1).any():
+    n_frames, n = len(frames_mvs), hb * wb
+    parts = [m for m in frames_mvs if m is not None and len(m)]
+    if not parts:
+        z = np.zeros((n_frames, hb, wb), np.float32)
+        return z, z.copy(), np.zeros((n_frames, hb, wb), bool)
+    # Concatenate as raw bytes: numpy copies padded structured records field by field (30x slower).
+    mvs = (np.concatenate([np.ascontiguousarray(m).view(np.uint8).ravel() for m in parts]).view(parts[0].dtype)
+           if len(parts) > 1 else parts[0])
+    frame = np.repeat(np.arange(n_frames), [0 if m is None else len(m) for m in frames_mvs])
+    w, h = mvs["w"], mvs["h"]
+    # weight = area * sign(source) / motion_scale, so that weight * motion = area * forward motion
+    area = w.astype(np.float32) * h
+    k = np.where(mvs["source"] < 0, -area, area) / mvs["motion_scale"]
+    if w.max() <= block and h.max() <= block:
+        # The common case (every H.264 partition lies inside its 16x16 macroblock): bin by centre.
+        col, row = mvs["dst_x"] // block, mvs["dst_y"] // block
+        wx, wy = k * mvs["motion_x"], k * mvs["motion_y"]
+    else:
         # Split each record into nx*ny equal pieces; piece p of record r sits at (i, j) in its grid.
+        nx = np.maximum(1, -(-w.astype(np.int64) // block))
+        ny = np.maximum(1, -(-h.astype(np.int64) // block))
         reps = nx * ny
         r = np.repeat(np.arange(len(mvs)), reps)
         p = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
         i, j = p % nx[r], p // nx[r]
         pw, ph = w[r] / nx[r], h[r] / ny[r]
-        cx = cx[r] - w[r] / 2 + (i + 0.5) * pw
-        cy = cy[r] - h[r] / 2 + (j + 0.5) * ph
-        fx, fy, area = fx[r], fy[r], pw * ph
-    else:
-        area = w * h
-    col = np.clip((cx // block).astype(np.int64), 0, wb - 1)
-    row = np.clip((cy // block).astype(np.int64), 0, hb - 1)
-    cell = row * wb + col
-    n = hb * wb
-    wsum = np.bincount(cell, weights=area, minlength=n)
+        col = ((mvs["dst_x"][r] - w[r] / 2 + (i + 0.5) * pw) // block).astype(np.int64)
+        row = ((mvs["dst_y"][r] - h[r] / 2 + (j + 0.5) * ph) // block).astype(np.int64)
+        share = k[r] / reps[r]
+        area, frame = area[r] / reps[r], frame[r]
+        wx, wy = share * mvs["motion_x"][r], share * mvs["motion_y"][r]
+    cell = frame * n + np.clip(row, 0, hb - 1) * wb + np.clip(col, 0, wb - 1)
+    total = n_frames * n
+    wsum = np.bincount(cell, weights=area, minlength=total)
     known = wsum > 0
     denom = np.where(known, wsum, 1.0)
-    dx = (np.bincount(cell, weights=area * fx, minlength=n) / denom).astype(np.float32)
-    dy = (np.bincount(cell, weights=area * fy, minlength=n) / denom).astype(np.float32)
-    return dx.reshape(hb, wb), dy.reshape(hb, wb), known.reshape(hb, wb)
+    dx = (np.bincount(cell, weights=wx, minlength=total) / denom).astype(np.float32)
+    dy = (np.bincount(cell, weights=wy, minlength=total) / denom).astype(np.float32)
+    shape = (n_frames, hb, wb)
+    return dx.reshape(shape), dy.reshape(shape), known.reshape(shape)
 
 
 def accumulate(dx: np.ndarray, dy: np.ndarray, indices: Sequence[int], stride: int,
