@@ -49,10 +49,11 @@ class Frame:
     callers that keep only some frames pay the colour conversion only for those.
     """
 
-    __slots__ = ("index", "frame_type", "mvs", "_raw", "_rgb")
+    __slots__ = ("index", "frame_type", "mvs", "width", "height", "_raw", "_rgb")
 
-    def __init__(self, index: int, frame_type: str, mvs, raw=None):
+    def __init__(self, index: int, frame_type: str, mvs, width: int, height: int, raw=None):
         self.index, self.frame_type, self.mvs, self._raw, self._rgb = index, frame_type, mvs, raw, None
+        self.width, self.height = width, height
 
     @property
     def rgb(self) -> np.ndarray | None:
@@ -207,15 +208,18 @@ def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
         sd = frame.side_data.get("MOTION_VECTORS")
         if sd is not None:
             mvs = sd.to_ndarray().copy()  # a copy: a view would keep the whole frame alive
-    return Frame(index, _PICT_TYPES.get(int(frame.pict_type), "P"), mvs, frame if pixels else None)
+    return Frame(index, _PICT_TYPES.get(int(frame.pict_type), "P"), mvs, frame.width, frame.height,
+                 frame if pixels else None)
 
 
-def _motion_field(frames, width: int, height: int, block: int, path, chunk: int = 64) -> MotionField:
+def _motion_field(frames, block: int, path, chunk: int = 64) -> MotionField:
     """Grids of every frame. frames: iterable of Frame -> MotionField [F, Hb, Wb].
 
     Records are gridded `chunk` frames at a time (one vectorised call each, bounded memory)."""
     grids, pending, types = [], [], []
+    width = height = 0
     for f in frames:
+        width, height = f.width, f.height
         pending.append(f.mvs)
         types.append(f.frame_type)
         if len(pending) == chunk:
@@ -235,7 +239,7 @@ def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = Non
 
     Returns a MotionField: dx, dy float32 [F, ceil(H/block), ceil(W/block)], frame types [F].
     """
-    info = probe(path)
+    info = probe(path)  # up front: a VP9 file fails before the progress bar appears
     require_motion_vectors(info.codec, path)
     frames = iter_frames(path, pixels=False, motion=True, start=start, stop=stop, fast=True)
     if progress:
@@ -243,7 +247,7 @@ def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = Non
         end = min(info.num_frames, stop) if stop is not None else info.num_frames
         frames = tqdm(frames, total=max(end - start, 0) or None, unit="frame", leave=False,
                       desc=os.path.basename(os.fspath(path)))
-    return _motion_field(frames, info.width, info.height, block, path)
+    return _motion_field(frames, block, path)
 
 
 def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block: int = 16):
@@ -260,7 +264,6 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     stride = max(int(stride), 1)
     first = max(int(indices.min()) - stride + 1, 0)
     last = int(indices.max())
-    info = probe(path)
     wanted = set(indices.tolist())
     kept: dict[int, Frame] = {}
 
@@ -272,7 +275,7 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
             yield f
 
     try:
-        field = _motion_field(frames(), info.width, info.height, block, path)
+        field = _motion_field(frames(), block, path)
     except VideoError:
         if first == 0:
             raise
