@@ -9,10 +9,11 @@ that every stage works; `mgm experiment masking --preset small` measures.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from mgm.data.memory import clip_indices
 
 
 def run_demo(out: str = "runs/demo", threads: int = 0) -> str:
@@ -55,28 +56,18 @@ def _mask_gif(clip: str, preset, path: Path) -> None:
 
 def _reconstruction_png(runner, ckpt: str, path: Path) -> None:
     """Input, MGM-masked input and the pre-trained model's reconstruction of one validation clip."""
-    import torch
-
     from mgm import viz
     from mgm.masking import build_mask_generator
-    from mgm.model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, VideoMAEPretrain
-    from mgm.tasks import state_dict_of
+    from mgm.reconstruct import load_pretrained, reconstruct_frames
 
-    p = runner.preset
-    cfg = ModelConfig.from_preset(p.model, img_size=p.size, num_frames=p.num_frames, patch=p.patch)
-    model = VideoMAEPretrain(cfg)
-    model.load_state_dict(state_dict_of(ckpt))
-    model.eval()
+    model, geometry = load_pretrained(ckpt)
     _, test = runner._memory_splits()
-    test.mask_generator = build_mask_generator("mgm", cfg.geometry, 0.75)
-    item = test[0]
-    with torch.no_grad():
-        recon = model.reconstruct(item["video"][None], item["mask"][None])[0]
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-    video = (item["video"] * std + mean).permute(1, 2, 3, 0).numpy()  # [T, H, W, 3]
-    rows, labels = viz.reconstruction_rows(video, recon.permute(1, 2, 3, 0).numpy(),
-                                           item["mask"].reshape(cfg.geometry.grid).numpy(),
-                                           cfg.tubelet, cfg.patch, scale=3)
+    idx = clip_indices(test.split.video.shape[1], geometry, test.stride, None)
+    frames = np.asarray(test.split.video[int(test.items[0]), idx])  # uint8 [T, S, S, 3]
+    mask = build_mask_generator("mgm", geometry, 0.75)(test.motion(int(test.items[0]), idx),
+                                                       np.random.default_rng(0))
+    recon = reconstruct_frames(model, frames, mask)
+    rows, labels = viz.reconstruction_rows(frames / 255.0, recon, mask, geometry.tubelet, geometry.patch,
+                                           scale=3)
     cols = [f"slot {s}" for s in range(len(rows[0]))]
     viz.save_png(path, viz.montage(rows, labels, cols, "MGM pre-trained tiny ViT: reconstruction"))

@@ -22,6 +22,9 @@ def add_arguments(p):
     add_sampling_arguments(p)
     p.add_argument("--out", required=True, help="output FILE.png (montage) or FILE.gif (animation)")
     p.add_argument("--ms", type=int, default=250, help="GIF: milliseconds per frame (default 250)")
+    p.add_argument("--checkpoint", default=None,
+                   help="PNG: a `mgm pretrain` checkpoint; adds its reconstruction of the masked clip "
+                        "(the clip geometry must be the one it was trained on)")
 
 
 def run(args):
@@ -48,7 +51,11 @@ def run(args):
     if ext == ".png":
         motion_tiles, mask_tiles = viz.clip_views(frames, motion, mask, tubelet, patch, comp, centres)
         labels = [f"t={args.start + args.stride * (s * tubelet + tubelet - 1)}" for s in range(len(mask_tiles))]
-        image = viz.montage([motion_tiles, mask_tiles], ["motion", "mask"], labels, title)
+        rows, row_labels = [motion_tiles, mask_tiles], ["motion", "mask"]
+        if args.checkpoint:
+            rows.append(reconstruction_tiles(args.checkpoint, geometry, frames, mask))
+            row_labels.append("recon.")
+        image = viz.montage(rows, row_labels, labels, title)
         save = lambda path: viz.save_png(path, image)  # noqa: E731
     else:
         # Per frame: each frame's own motion, beside the mask of its slot.
@@ -65,6 +72,22 @@ def run(args):
     except OSError as e:
         raise MGMError(f"{args.out}: cannot write ({e.strerror})") from None
     print(f"{args.out}: {args.strategy} mask of {name}", file=sys.stderr)
+
+
+def reconstruction_tiles(checkpoint, geometry, frames, mask):
+    """The checkpoint's reconstruction of the masked clip: T' tiles (each slot's last frame)."""
+    from mgm import viz
+    from mgm.errors import MGMError
+    from mgm.reconstruct import load_pretrained, reconstruct_frames
+
+    model, trained = load_pretrained(checkpoint)
+    if trained != geometry:
+        raise MGMError(f"{checkpoint}: trained on {trained.num_frames} frames of {trained.size}x{trained.size}, "
+                       f"tubelet {trained.tubelet}, patch {trained.patch}; pass --num-frames {trained.num_frames} "
+                       f"--size {trained.size} --tubelet {trained.tubelet} --patch {trained.patch}")
+    recon = reconstruct_frames(model, frames, mask)
+    rows, _ = viz.reconstruction_rows(frames / 255.0, recon, mask, geometry.tubelet, geometry.patch, scale=1)
+    return rows[2]
 
 
 def motion_centres(geometry, motion, args):
