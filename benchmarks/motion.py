@@ -62,7 +62,6 @@ def make_clips(cache: str) -> dict[str, str]:
     clips["bikes.mp4 640x272"] = bikes_path()
     hd = os.path.join(cache, "bikes_1280x720_600.mp4")
     if not os.path.exists(hd):
-        import av
         small = [f._raw.reformat(width=1280, height=720, format="rgb24").to_ndarray()
                  for f in codec.iter_frames(bikes_path(), motion=False)]
         order = list(range(len(small))) + list(range(len(small) - 2, 0, -1))
@@ -179,7 +178,7 @@ def main():
     t = time.perf_counter()
     subprocess.run([mgm_bin, "motion", "--help"], check=True, capture_output=True)
     help_s = time.perf_counter() - t
-    print(f"\n| clip | method | ms/frame | fps | x plain decode |\n|---|---|---|---|---|")
+    print("\n| clip | method | ms/frame | fps | x plain decode |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r['clip']} | {r['method']} | {r['ms_per_frame']:.3f} | {r['fps']:.0f} | "
               f"{r['ratio_to_decode']:.2f} |")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -298,7 +298,7 @@ class Runner:
         p = self.preset
         self.roots = prepare_data(self.out, p, progress=self.verbose)
         todo = self.units()
-        bar = tqdm(todo, desc="experiment", unit="run", disable=not self.verbose and False)
+        bar = tqdm(todo, desc="experiment", unit="run")
         for unit in bar:
             kind = unit[0]
             bar.set_postfix_str(" ".join(str(u.name if isinstance(u, Arm) else u) for u in unit[1:3]))

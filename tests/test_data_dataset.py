@@ -9,9 +9,8 @@ import torch
 from mgm import codec
 from mgm.config import Geometry
 from mgm.data import synth
-from mgm.data.dataset import EpochSampler, VideoDataset, build_dataset, read_frames
+from mgm.data.dataset import EpochSampler, build_dataset, read_frames
 from mgm.data.lists import Sample, read_list
-from mgm.data.sampling import DenseSampler
 from mgm.data.transforms import ClipTransform, center_box
 from mgm.errors import MGMError, VideoError
 from mgm.masking import build_mask_generator

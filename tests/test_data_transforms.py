@@ -1,7 +1,6 @@
 """Paired transforms: crop boxes against hand-computed ones; frames and motion stay aligned."""
 
 import numpy as np
-import pytest
 
 from conftest import moving_square_frames
 from mgm import codec

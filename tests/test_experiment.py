@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mgm.experiment import PRESETS, Arm, Runner
+from mgm.experiment import PRESETS, Arm
 from mgm.report import _steps_to_reach, summarise
 
 

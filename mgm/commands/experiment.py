@@ -74,7 +74,6 @@ def run(args):
     out = args.out or f"runs/experiment/{args.preset}"
     runner = Runner(out, preset, verbose=args.verbose)
     if args.report_only:
-        from mgm.experiment import prepare_data
         summary = runner.report()
     else:
         summary = runner.run()
