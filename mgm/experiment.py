@@ -57,6 +57,7 @@ class Preset:
     pretrain_steps: int = 2400
     pretrain_batch: int = 32
     pretrain_lr: float = 2e-3       # base lr (x batch / 256): short schedules need MAE's full-batch lr
+    norm_pix: bool = True           # VideoMAE's normalised-pixel target (False: plain pixels)
     curve: tuple = (1 / 3, 2 / 3, 1.0)  # fractions of pre-training whose checkpoints are fine-tuned
     label_fractions: tuple = (1.0, 0.1)
     curve_labels: float = 0.1       # label fraction used for the intermediate checkpoints
@@ -179,6 +180,7 @@ class Runner:
         n_train = sum(1 for _ in open(root / "train.txt"))
         epochs = -(-p.pretrain_steps // max(1, n_train // p.pretrain_batch))
         cfg = self._config("pretrain", f"pretrain-{arm.name}-s{seed}", root, root / "train.txt", seed,
+                           model={"norm_pix_loss": p.norm_pix},
                            data={"mask": arm.strategy, "mask_ratio": arm.ratio,
                                  "mask_params": dict(arm.params), "batch_size": p.pretrain_batch},
                            optim={"epochs": epochs, "max_steps": p.pretrain_steps,

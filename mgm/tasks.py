@@ -26,6 +26,7 @@ def model_config(cfg: TrainConfig, num_classes: int = 0):
         return ModelConfig.from_preset(cfg.model.preset, img_size=d.size, num_frames=d.num_frames,
                                        tubelet=d.tubelet, patch=d.patch, drop_path=cfg.model.drop_path,
                                        grad_checkpointing=cfg.model.grad_checkpointing,
+                                       norm_pix_loss=cfg.model.norm_pix_loss,
                                        num_classes=num_classes)
     except ValueError as e:
         raise MGMError(f"config model: {e}") from None

@@ -25,6 +25,7 @@ class ModelSection:
     grad_checkpointing: bool = False
     init: str = ""                    # checkpoint whose encoder initialises fine-tuning / probing
     pooling: str = "mean"             # linear probe features: "mean" [B,D] or "slots" [B,T'*D]
+    norm_pix_loss: bool = True        # pre-training target: per-tubelet normalised pixels (VideoMAE) or plain
 
 
 @dataclass

@@ -79,3 +79,12 @@ def test_linear_probe_reads_a_linear_signal_and_not_noise():
     assert linear_probe(x[:200], y[:200], x[200:], y[200:]) > 90
     noise = rng.normal(size=(300, 20))
     assert linear_probe(noise[:200], y[:200], noise[200:], y[200:]) < 60
+
+
+def test_plain_pixel_target_reaches_the_model():
+    from mgm.tasks import model_config
+    from mgm.train_config import load_config
+
+    assert model_config(load_config("pretrain")).norm_pix_loss is True
+    cfg = load_config("pretrain", overrides=["model.norm_pix_loss=false"])
+    assert model_config(cfg).norm_pix_loss is False

@@ -29,6 +29,8 @@ def add_arguments(p):
                    help="override the label fractions (the first is also used for the curve)")
     p.add_argument("--curve", type=float, nargs="+", default=None,
                    help="override the pre-training fractions whose checkpoints are fine-tuned")
+    p.add_argument("--plain-pixels", action="store_true",
+                   help="pre-train on plain pixels instead of per-tubelet normalised pixels")
     p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
     p.add_argument("--no-transfer", action="store_true", help="skip the shifted-variant fine-tunes")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -57,6 +59,8 @@ def run(args):
         changes["curve_labels"] = args.fractions[-1]
     if args.curve:
         changes["curve"] = tuple(args.curve)
+    if args.plain_pixels:
+        changes["norm_pix"] = False
     if args.no_probe:
         changes["probe"] = False
     if args.no_transfer:
