@@ -10,6 +10,7 @@ reconstructs the pixels. Three things matter (measured, see DESIGN.md):
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from dataclasses import dataclass
@@ -229,29 +230,30 @@ def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
                  frame if pixels else None)
 
 
+_GC_GENERATION = 2
+
+
 def _motion_field(frames, block: int, path, chunk: int = 16) -> MotionField:
     """Grids of every frame. frames: iterable of Frame -> MotionField [F, Hb, Wb].
 
     Records are gridded `chunk` frames at a time: one vectorised call each, few enough frames
     held (their records are views) and a working set that stays in cache."""
-    from concurrent.futures import ThreadPoolExecutor
-
     grids, pending, types = [], [], []
     width = height = 0
-    # Gridding runs on a second thread while the decoder (which releases the GIL) goes on.
-    with ThreadPoolExecutor(1) as pool:
-        for f in frames:
-            width, height = f.width, f.height
-            pending.append(f.mvs)
-            types.append(f.frame_type)
-            if len(pending) == chunk:
-                grids.append(pool.submit(mvs_to_grids, pending, width, height, block))
-                pending = []
-        if not types:
-            raise VideoError(path, "no frames could be decoded")
-        if pending:
-            grids.append(pool.submit(mvs_to_grids, pending, width, height, block))
-        grids = [g.result() for g in grids]
+    for f in frames:
+        width, height = f.width, f.height
+        pending.append(f.mvs)
+        types.append(f.frame_type)
+        if len(pending) == chunk:
+            grids.append(mvs_to_grids(pending, width, height, block))
+            pending = []
+            # PyAV's side-data container and its frame reference each other: without a collection
+            # every decoded frame waits for the cyclic GC (~300 MB at 720p, and slower decoding).
+            gc.collect(_GC_GENERATION)
+    if not types:
+        raise VideoError(path, "no frames could be decoded")
+    if pending:
+        grids.append(mvs_to_grids(pending, width, height, block))
     dx, dy, known = (np.concatenate(parts) for parts in zip(*grids))
     return MotionField(dx, dy, known, np.array(types, dtype="<U1"), width, height, block)
 
