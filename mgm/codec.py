@@ -230,7 +230,7 @@ def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
                  frame if pixels else None)
 
 
-_GC_GENERATION = 2
+_GC_GENERATION = 0  # young objects only: a full collection costs as much as the process holds
 
 
 def _motion_field(frames, block: int, path, chunk: int = 16) -> MotionField:
