@@ -275,6 +275,35 @@ def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = Non
     return _motion_field(frames, block, path)
 
 
+def _keeping(frames, indices, kept: dict):
+    """Pass `frames` through, keeping those at `indices` in `kept` (by display index) and the
+    last one under "last": an index past the end repeats the last frame (short-video padding)."""
+    wanted = set(np.asarray(indices).tolist())
+    for f in frames:
+        if f.index in wanted:
+            kept[f.index] = f
+        kept["last"] = f
+        yield f
+
+
+def _picked(kept: dict, indices) -> np.ndarray:
+    """uint8 [T, H, W, 3]: the kept frames at `indices`, the last frame for indices past the end."""
+    return np.stack([kept.get(i, kept["last"]).rgb for i in np.asarray(indices).tolist()])
+
+
+def read_frames(path, indices: Sequence[int]) -> np.ndarray:
+    """Pixels only (no motion-vector export): uint8 [T, H, W, 3] of display indices `indices`
+    (non-decreasing; past the end repeats the last decoded frame)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    kept: dict = {}
+    for _ in _keeping(iter_frames(path, pixels=True, motion=False, start=int(indices.min()),
+                                  stop=int(indices.max()) + 1), indices, kept):
+        pass
+    if not kept:
+        raise VideoError(path, f"no frame decoded at or after frame {int(indices.min())}")
+    return _picked(kept, indices)
+
+
 def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block: int = 16):
     """One decode pass: the sampled frames' pixels and each one's motion over the preceding `stride`.
 
@@ -289,18 +318,11 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     stride = max(int(stride), 1)
     first = max(int(indices.min()) - stride + 1, 0)
     last = int(indices.max())
-    wanted = set(indices.tolist())
-    kept: dict[int, Frame] = {}
-
-    def frames():
-        for f in iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1):
-            if f.index in wanted:
-                kept[f.index] = f
-            kept["last"] = f  # an index past the end repeats the last frame
-            yield f
-
+    kept: dict = {}
+    frames = _keeping(iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1),
+                      indices, kept)
     try:
-        field = _motion_field(frames(), block, path)
+        field = _motion_field(frames, block, path)
     except VideoError:
         if first == 0:
             raise
@@ -310,7 +332,7 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     if indices[0] > end:
         raise VideoError(path, f"has {end + 1} frames; the clip starts at frame {indices[0]}")
     clamped = np.minimum(indices, end)
-    video = np.stack([kept.get(i, kept["last"]).rgb for i in clamped.tolist()])
+    video = _picked(kept, clamped)
     dx, dy = accumulate(field.dx, field.dy, clamped, stride, offset=first)
     return video, dx, dy, field
 

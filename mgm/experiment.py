@@ -118,6 +118,12 @@ def prepare_data(out: Path, preset: Preset, progress: bool = True) -> dict[str, 
     return roots
 
 
+def _num_clips(list_file: Path) -> int:
+    from mgm.data.lists import read_list
+
+    return len(read_list(list_file))
+
+
 def train_list(root: Path, frac: float) -> Path:
     return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
 
@@ -177,7 +183,7 @@ class Runner:
         p = self.preset
         steps = [max(1, round(f * p.pretrain_steps)) for f in p.curve]
         root = self.roots["base"]
-        n_train = sum(1 for _ in open(root / "train.txt"))
+        n_train = _num_clips(root / "train.txt")
         epochs = -(-p.pretrain_steps // max(1, n_train // p.pretrain_batch))
         cfg = self._config("pretrain", f"pretrain-{arm.name}-s{seed}", root, root / "train.txt", seed,
                            model={"norm_pix_loss": p.norm_pix},
@@ -210,7 +216,7 @@ class Runner:
         root = self.roots[variant]
         # Same number of optimizer steps for every label fraction: few labels, more epochs.
         tlist = train_list(root, frac)
-        per_epoch = max(1, sum(1 for _ in open(tlist)) // p.finetune_batch)
+        per_epoch = max(1, _num_clips(tlist) // p.finetune_batch)
         epochs = -(-p.finetune_steps // per_epoch)
         cfg = self._config("finetune", f"finetune-{variant}-{tag}-f{frac:g}-s{seed}", root,
                            tlist, seed, model={"init": init or ""},

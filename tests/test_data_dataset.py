@@ -9,7 +9,8 @@ import torch
 from mgm import codec
 from mgm.config import Geometry
 from mgm.data import synth
-from mgm.data.dataset import EpochSampler, build_dataset, read_frames
+from mgm.codec import read_frames
+from mgm.data.dataset import EpochSampler, build_dataset
 from mgm.data.lists import Sample, read_list
 from mgm.data.transforms import ClipTransform, center_box
 from mgm.errors import MGMError, VideoError

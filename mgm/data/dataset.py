@@ -144,15 +144,15 @@ class VideoDataset(_Base):
     def _load(self, sample: Sample, tview: int, sview: int, rng: np.random.Generator) -> dict:
         import torch
 
+        from mgm import codec
+
         n = self.num_video_frames(sample.path)
         indices = self.sampler(n, tview, rng)
         if self.needs_motion:
-            from mgm import codec
-
             frames, dx, dy, _ = codec.read_clip(sample.path, indices, stride=self.sampler.motion_stride(n),
                                                 block=self.block)
         else:
-            frames, dx, dy = read_frames(sample.path, indices), None, None
+            frames, dx, dy = codec.read_frames(sample.path, indices), None, None
         src_hw = frames.shape[1:3]
         box, hflip = self.transform.plan(src_hw, rng, sview)
         item = {"video": self.transform.frames(frames, box, hflip)}
@@ -198,25 +198,6 @@ class VideoDataset(_Base):
 def _remove_if_owner(path: str, pid: int) -> None:
     if os.getpid() == pid and os.path.exists(path):  # workers' copies must not delete the log
         os.remove(path)
-
-
-def read_frames(path, indices) -> np.ndarray:
-    """Pixels only (no motion-vector export): uint8 [T, H, W, 3] of display indices `indices`
-    (non-decreasing; past the end repeats the last decoded frame)."""
-    from mgm import codec
-
-    indices = np.asarray(indices, dtype=np.int64)
-    wanted = set(indices.tolist())
-    kept, last = {}, None
-    for f in codec.iter_frames(path, pixels=True, motion=False, start=int(indices.min()),
-                               stop=int(indices.max()) + 1):
-        if f.index in wanted:
-            kept[f.index] = f.rgb
-        last = f
-    if last is None:
-        raise VideoError(path, f"no frame decoded at or after frame {int(indices.min())}")
-    tail = last.rgb
-    return np.stack([kept.get(i, tail) for i in indices.tolist()])
 
 
 class EpochSampler:
