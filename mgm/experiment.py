@@ -265,7 +265,7 @@ class Runner:
         p, root = self.preset, self.roots["base"]
         g = Geometry(num_frames=p.num_frames, size=p.size, patch=p.patch)
         splits = [decode_split(str(root / name), root=str(root), progress=self.verbose,
-                               cache=str(root / "cache" / Path(name).stem))
+                               cache=str(root / "cache" / Path(name).stem), size=p.size)
                   for name in ("train.txt", f"{p.eval_split}.txt")]
         return [MemoryClips(s, g, p.stride, train=False) for s in splits]
 

@@ -83,8 +83,11 @@ class ModelConfig:
         return asdict(self)
 
 
-# Widths as in VideoMAE (ViT-S/B/L with their pre-training decoders); "tiny" is for CPU experiments.
+# Widths as in VideoMAE (ViT-S/B/L with their pre-training decoders); "tiny" and "micro" are for
+# CPU experiments ("micro": ~0.8 M encoder weights, what the masking experiment can afford on 2 cores).
 PRESETS: dict[str, dict] = {
+    "micro": dict(img_size=64, embed_dim=128, depth=4, num_heads=4,
+                  decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=2),
     "tiny": dict(img_size=112, embed_dim=192, depth=4, num_heads=3,
                  decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3),
     "small": dict(embed_dim=384, depth=12, num_heads=6,

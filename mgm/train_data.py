@@ -100,7 +100,7 @@ def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
     if d.cache:
         os.makedirs(d.cache, exist_ok=True)
         cache = os.path.join(d.cache, os.path.splitext(os.path.basename(list_file))[0])
-    data = decode_split(list_file, root=d.root or None, cache=cache, progress=cfg.run.progress)
+    data = decode_split(list_file, root=d.root or None, cache=cache, progress=cfg.run.progress, size=d.size)
     return MemoryClips(data, d.geometry, d.stride, mask_generator=gen, train=split == "train", seed=cfg.run.seed)
 
 

@@ -25,15 +25,22 @@ from mgm.motion import accumulate, resample_to_grid
 @dataclass
 class DecodedSplit:
     """A whole split in memory. video: uint8 [N, F, H, W, 3]; dx, dy: float16 [N, F, Hb, Wb]
-    (per decoded frame, 16-px blocks); labels: int64 [N]; paths: [N] relative paths."""
+    (per decoded frame, 16-px blocks of the *source* frames); labels: int64 [N]; paths: [N]
+    relative paths; source_size: side of the decoded frames the motion grid refers to (0: the
+    video's own size; set when the video was resized, see `resize_split`)."""
 
     video: np.ndarray
     dx: np.ndarray
     dy: np.ndarray
     labels: np.ndarray
     paths: list
+    source_size: int = 0
 
     FIELDS = ("video", "dx", "dy", "labels", "paths")
+
+    @property
+    def motion_frame_size(self) -> int:
+        return self.source_size or self.video.shape[2]
 
     def save(self, path: str) -> None:
         """A directory of .npy files (written to a temporary directory, then renamed)."""
@@ -45,6 +52,7 @@ class DecodedSplit:
         for name in self.FIELDS:
             value = getattr(self, name)
             np.save(os.path.join(tmp, name + ".npy"), np.array(value) if name == "paths" else value)
+        np.save(os.path.join(tmp, "source_size.npy"), np.array(self.source_size))
         os.replace(tmp, path)
 
     @classmethod
@@ -53,15 +61,30 @@ class DecodedSplit:
         arrays = {n: np.load(os.path.join(path, n + ".npy"), mmap_mode=None if n == "paths" else "r")
                   for n in cls.FIELDS}
         arrays["paths"] = arrays["paths"].tolist()
-        return cls(**arrays)
+        size_file = os.path.join(path, "source_size.npy")
+        source = int(np.load(size_file)) if os.path.exists(size_file) else 0
+        return cls(**arrays, source_size=source)
 
 
 def decode_split(list_file: str, root: str | None = None, cache: str | None = None,
-                 progress: bool = True) -> DecodedSplit:
+                 progress: bool = True, size: int | None = None) -> DecodedSplit:
     """Decode every clip of a list file (all of equal size and length, as `mgm synth` writes them).
 
     With `cache` (a directory), the arrays are stored there and memory-mapped on the next call.
+    With `size`, the frames are resized to size x size once (cached in `<cache>-<size>px`): a
+    per-clip resize in the loader costs more than a small model's training step.
     """
+    if size is not None:
+        split = decode_split(list_file, root, cache, progress)
+        if split.video.shape[2] == size:
+            return split
+        resized_cache = f"{cache}-{size}px" if cache else None
+        if resized_cache and os.path.exists(resized_cache):
+            return DecodedSplit.load(resized_cache)
+        split = resize_split(split, size, progress)
+        if resized_cache:
+            split.save(resized_cache)
+        return split
     if cache and os.path.exists(cache):
         return DecodedSplit.load(cache)
     entries = read_list(list_file, root=root)
@@ -83,6 +106,23 @@ def decode_split(list_file: str, root: str | None = None, cache: str | None = No
     if cache:
         split.save(cache)
     return split
+
+
+def resize_split(split: DecodedSplit, size: int, progress: bool = True, chunk: int = 32) -> DecodedSplit:
+    """The same split with every frame resized to size x size (bilinear, antialiased); the motion
+    grid is kept as it is and remembers the frame size it was measured at."""
+    n, f, h, w, _ = split.video.shape
+    out = np.empty((n, f, size, size, 3), np.uint8)
+    starts = range(0, n, chunk)
+    if progress:
+        from tqdm import tqdm
+        starts = tqdm(starts, desc=f"resize to {size}px", unit="chunk", leave=False)
+    for i in starts:
+        v = torch.from_numpy(np.array(split.video[i:i + chunk])).flatten(0, 1).permute(0, 3, 1, 2).float()
+        v = torch.nn.functional.interpolate(v, size=(size, size), mode="bilinear", align_corners=False,
+                                            antialias=True)
+        out[i:i + chunk] = v.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(-1, f, size, size, 3).numpy()
+    return DecodedSplit(out, split.dx, split.dy, split.labels, split.paths, split.motion_frame_size)
 
 
 def _decode_all(path):
@@ -133,7 +173,7 @@ class MemoryClips(torch.utils.data.Dataset):
     def motion(self, i: int, idx: np.ndarray) -> np.ndarray:
         """float32 [T, 2, H', W']: motion of each sampled frame over the stride, on the patch grid."""
         s = self.split
-        size = s.video.shape[2]
+        size = s.motion_frame_size
         dx, dy = accumulate(s.dx[i].astype(np.float32), s.dy[i].astype(np.float32), idx, self.stride)
         g = self.geometry
         gx, gy = resample_to_grid(dx, dy, (size, size), (0, 0, size, size), (g.size, g.size),

@@ -1,0 +1,72 @@
+"""In-memory splits (mgm.data.memory): decoded once, cached, resized once, sampled deterministically."""
+
+import numpy as np
+import pytest
+import torch
+
+from mgm import codec
+from mgm.config import Geometry
+from mgm.data import synth
+from mgm.data.memory import DecodedSplit, MemoryClips, clip_indices, decode_split
+from mgm.motion import accumulate
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("memsynth")
+    synth.generate(out, "tiny", seed=2, per_class={"val": 1}, jobs=1, progress=False)
+    return out
+
+
+def test_decode_split_matches_the_codec_and_its_cache(bench):
+    cache = str(bench / "cache" / "val")
+    split = decode_split(str(bench / "val.txt"), root=str(bench), cache=cache, progress=False)
+    assert split.video.shape == (12, 32, 64, 64, 3) and list(split.labels) == list(range(12))
+    frames, _, _, field = codec.read_clip(split.paths[5], np.arange(32), stride=1)
+    np.testing.assert_array_equal(split.video[5], frames)
+    np.testing.assert_allclose(split.dx[5], field.dx, atol=1e-3)  # stored as float16
+    again = decode_split(str(bench / "val.txt"), root=str(bench), cache=cache, progress=False)
+    assert isinstance(again.video, np.memmap) and again.source_size == 0
+    np.testing.assert_array_equal(again.video, split.video)
+
+
+def test_resized_split_keeps_the_motion_of_the_source_frames(bench):
+    cache = str(bench / "cache" / "val")
+    full = decode_split(str(bench / "val.txt"), root=str(bench), cache=cache, progress=False)
+    small = decode_split(str(bench / "val.txt"), root=str(bench), cache=cache, progress=False, size=32)
+    assert small.video.shape == (12, 32, 32, 32, 3) and small.source_size == 64
+    reloaded = DecodedSplit.load(cache + "-32px")
+    assert reloaded.source_size == 64
+    np.testing.assert_array_equal(reloaded.video, small.video)
+    # pixels: what the loader's own per-clip resize gives, to the rounding of uint8
+    ref = torch.nn.functional.interpolate(torch.from_numpy(np.array(full.video[3])).permute(0, 3, 1, 2).float(),
+                                          size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    assert (ref.permute(0, 2, 3, 1).numpy() - small.video[3]).__abs__().max() <= 0.5 + 1e-3
+    # motion: the same patch-grid motion from either split (it is measured on the source frames)
+    g = Geometry(num_frames=8, size=32, patch=8)
+    a, b = MemoryClips(full, g, 4, return_motion=True), MemoryClips(small, g, 4, return_motion=True)
+    idx = clip_indices(32, g, 4, None)
+    np.testing.assert_allclose(a.motion(7, idx), b.motion(7, idx))
+    # and it is the accumulated block motion scaled to the new size (32 / 64 = 0.5 px per px)
+    dx, _ = accumulate(full.dx[7].astype(np.float32), full.dy[7].astype(np.float32), idx, 4)
+    whole_frame = b.motion(7, idx)[:, 0].mean(axis=(1, 2))
+    np.testing.assert_allclose(whole_frame, 0.5 * dx.mean(axis=(1, 2)), atol=1e-4)
+
+
+def test_clip_indices_and_deterministic_items(bench):
+    g = Geometry(num_frames=8, size=32, patch=8)
+    np.testing.assert_array_equal(clip_indices(32, g, 4, None), [1, 5, 9, 13, 17, 21, 25, 29])  # centred
+    np.testing.assert_array_equal(clip_indices(20, g, 4, None), [0, 4, 8, 12, 16, 19, 19, 19])  # padded
+    split = decode_split(str(bench / "val.txt"), root=str(bench), progress=False, size=32,
+                         cache=str(bench / "cache" / "val"))
+    ds = MemoryClips(split, g, 2, train=True, seed=5)
+    ds.set_epoch(3)
+    x, y = ds[4]["video"], ds[4]["video"]
+    assert torch.equal(x, y) and x.shape == (3, 8, 32, 32)
+    # the start is the one (seed, epoch, index) draws, and the pixels are those frames, normalised
+    idx = clip_indices(32, g, 2, np.random.default_rng([5, 3, 4]))
+    want = torch.from_numpy(np.array(split.video[4, idx])).permute(3, 0, 1, 2).float() / 255
+    mean, std = ds._mean, ds._std
+    torch.testing.assert_close(x, (want - mean) / std)
+    ds.set_epoch(4)
+    assert not torch.equal(ds[4]["video"], x) or clip_indices(32, g, 2, np.random.default_rng([5, 4, 4]))[0] == idx[0]
