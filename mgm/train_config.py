@@ -45,6 +45,7 @@ class DataSection:
     bad_videos: str = "error"         # "error" stops at an unreadable video; "skip" logs and skips it
     in_memory: bool = False           # decode the whole split once into RAM (small CPU experiments)
     cache: str = ""                   # in_memory: directory for the decoded arrays (<list name>/*.npy, memory-mapped)
+    motion_cache: str = ""            # directory: each video's motion read once, then only pixels are decoded
     mask: str = "tube"                # masking strategy (mgm.masking.STRATEGIES)
     mask_ratio: float = 0.9
     mask_params: dict = field(default_factory=dict)

@@ -86,7 +86,7 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
     return build_video_dataset(list_file, geometry=d.geometry, mode=mode, root=d.root or None,
                                sampling=d.sampling, stride=d.stride, test_clips=d.test_clips,
                                test_crops=d.test_crops, flip=d.flip, mask_generator=gen,
-                               bad_videos=d.bad_videos, seed=cfg.run.seed)
+                               bad_videos=d.bad_videos, seed=cfg.run.seed, motion_cache=d.motion_cache or None)
 
 
 def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):

@@ -121,3 +121,33 @@ def test_dataloader_two_workers_matches_single_process(bench):
         assert torch.equal(batches[0][key], batches[1][key])
     assert batches[0]["index"].tolist() == [0, 1, 2, 3, 0]  # the bad last video wraps to the first
     assert ds.epoch_summary(3)["bad"] == 2  # one event in this process, one in a worker
+
+
+def test_motion_cache_gives_the_one_pass_items_and_reads_motion_once(bench, tmp_path, monkeypatch):
+    _, samples = bench
+    mgm = build_mask_generator("mgm", GEO, 0.75)
+    kw = dict(geometry=GEO, mode="pretrain", stride=4, mask_generator=mgm, return_motion=True, seed=3)
+    plain = build_dataset(samples, **kw)
+    cached = build_dataset(samples, motion_cache=tmp_path / "mv", **kw)
+    for epoch in (0, 1):
+        for i in range(len(samples)):
+            a, b = plain[epoch, i], cached[epoch, i]
+            assert torch.equal(a["video"], b["video"]) and torch.equal(a["mask"], b["mask"])
+            np.testing.assert_allclose(a["motion"].numpy(), b["motion"].numpy(), atol=1e-5)
+    entries = sorted(p.name for p in (tmp_path / "mv").iterdir())
+    assert len(entries) == len(samples) and all(e.endswith(".npy") for e in entries)
+    # later visits decode pixels only: no motion read, no motion-vector export
+    calls = []
+    monkeypatch.setattr(codec, "read_motion", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(codec, "read_clip", lambda *a, **k: calls.append(a))
+    cached[2, 0]
+    assert calls == []
+    # a replaced video gets a new entry
+    src = tmp_path / "copy.mp4"
+    src.write_bytes(open(samples[0].path, "rb").read())
+    from mgm.data.motion_cache import MotionCache
+    cache = MotionCache(tmp_path / "mv2")
+    first = cache.entry(src)
+    import os
+    os.utime(src, ns=(1, 1))
+    assert cache.entry(src) != first

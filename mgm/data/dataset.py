@@ -38,6 +38,7 @@ from mgm.data.lists import Sample, read_list
 from mgm.data.sampling import build_sampler
 from mgm.data.transforms import ClipTransform
 from mgm.errors import MGMError, VideoError
+from mgm.motion import accumulate
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class VideoDataset(_Base):
 
     def __init__(self, samples, *, geometry: Geometry, sampler, transform: ClipTransform, root=None,
                  mask_generator=None, mode: str = "train", return_motion: bool = False,
-                 bad_videos: str = "error", seed: int = 0, block: int = 16, bad_log=None):
+                 bad_videos: str = "error", seed: int = 0, block: int = 16, bad_log=None,
+                 motion_cache=None):
         if mode not in MODES:
             raise MGMError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if bad_videos not in POLICIES:
@@ -76,6 +78,11 @@ class VideoDataset(_Base):
         self.mask_generator, self.mode, self.return_motion = mask_generator, mode, return_motion
         self.bad_videos, self.seed, self.block, self.epoch = bad_videos, seed, block, 0
         self.needs_motion = return_motion or bool(mask_generator is not None and mask_generator.needs_motion)
+        # A directory: each video's motion is read once and memory-mapped afterwards (MotionCache).
+        self.motion_cache = None
+        if motion_cache and self.needs_motion:
+            from mgm.data.motion_cache import MotionCache
+            self.motion_cache = MotionCache(motion_cache, block)
         if bad_log is None:  # a file, not a list: workers are separate processes
             fd, bad_log = tempfile.mkstemp(prefix="mgm-bad-videos-", suffix=".jsonl")
             os.close(fd)
@@ -148,7 +155,17 @@ class VideoDataset(_Base):
 
         n = self.num_video_frames(sample.path)
         indices = self.sampler(n, tview, rng)
-        if self.needs_motion:
+        if self.motion_cache is not None:
+            frames = codec.read_frames(sample.path, indices)
+            motion = self.motion_cache.motion(sample.path)
+            stride = self.sampler.motion_stride(n)
+            # As read_clip: indices past the last decoded frame repeat it. Only the rows of the
+            # clip's span are read from the memory map.
+            clamped = np.minimum(indices, motion.shape[1] - 1)
+            lo, hi = max(int(clamped.min()) - stride + 1, 0), int(clamped.max()) + 1
+            dx, dy = accumulate(np.asarray(motion[0, lo:hi]), np.asarray(motion[1, lo:hi]), clamped, stride,
+                                offset=lo)
+        elif self.needs_motion:
             frames, dx, dy, _ = codec.read_clip(sample.path, indices, stride=self.sampler.motion_stride(n),
                                                 block=self.block)
         else:
@@ -222,7 +239,7 @@ class EpochSampler:
 def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling: str = "dense",
                   stride: int = 4, test_clips: int = 1, test_crops: int = 1, crop: str | None = None,
                   flip: bool = False, mask_generator=None, return_motion: bool = False,
-                  bad_videos: str = "error", seed: int = 0) -> VideoDataset:
+                  bad_videos: str = "error", seed: int = 0, motion_cache=None) -> VideoDataset:
     """The usual wiring per mode. pretrain / train: random clip, multi-scale crop; val: centred clip,
     centre crop; test: `test_clips` x `test_crops` views (K400: 5 x 3 dense; SSv2: 2 x 3 segment)."""
     sampler = build_sampler(sampling, geometry.num_frames, stride, mode, views=test_clips)
@@ -233,4 +250,4 @@ def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling
                               crop_views=test_crops)
     return VideoDataset(samples, geometry=geometry, sampler=sampler, transform=transform, root=root,
                         mask_generator=mask_generator, mode=mode, return_motion=return_motion,
-                        bad_videos=bad_videos, seed=seed)
+                        bad_videos=bad_videos, seed=seed, motion_cache=motion_cache)
