@@ -64,6 +64,7 @@ class Preset:
     finetune_steps: int = 450       # the same optimizer steps for every label fraction
     finetune_batch: int = 32
     finetune_lr: float = 4e-3
+    finetune_layer_decay: float = 0.75  # VideoMAE's; 1.0 = none
     probe: bool = True
     transfer: bool = True
     eval_split: str = "val"         # "dev" while choosing settings, "val" for the reported table
@@ -132,10 +133,30 @@ def train_list(root: Path, frac: float) -> Path:
 class Runner:
     """Runs (or skips, when its result exists) every unit of work of one preset."""
 
+    # Preset fields that change what a stored result means; the others only choose which runs exist.
+    _SELECTION = ("arms", "seeds", "label_fractions", "curve_labels", "probe", "transfer", "threads")
+
     def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False):
         self.out, self.preset, self.verbose = Path(out), preset, verbose
         (self.out / "results").mkdir(parents=True, exist_ok=True)
         self.roots: dict[str, Path] = {}
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        """Results are reused across calls, so a folder holds one recipe: refuse to mix two."""
+        from dataclasses import asdict
+
+        recipe = {k: v for k, v in asdict(self.preset).items() if k not in self._SELECTION}
+        recipe = json.loads(json.dumps(recipe))
+        path = self.out / "recipe.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            diff = sorted(k for k in set(old) | set(recipe) if old.get(k) != recipe.get(k))
+            if diff:
+                raise MGMError(f"{self.out}: holds results of another recipe (differs in {', '.join(diff)}); "
+                               "choose another --out")
+        else:
+            path.write_text(json.dumps(recipe, indent=1))
 
     # -- bookkeeping
     def _result_path(self, key: str) -> Path:
@@ -222,7 +243,8 @@ class Runner:
                            tlist, seed, model={"init": init or ""},
                            data={"batch_size": p.finetune_batch},
                            optim={"epochs": epochs, "max_steps": p.finetune_steps,
-                                  "base_lr": p.finetune_lr, "warmup_epochs": 0.1 * epochs},
+                                  "base_lr": p.finetune_lr, "warmup_epochs": 0.1 * epochs,
+                                  "layer_decay": p.finetune_layer_decay},
                            run={"keep_ckpts": 1})
         t = time.perf_counter()
         out = run_training("finetune", cfg)
