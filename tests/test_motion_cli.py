@@ -83,6 +83,19 @@ def test_all_intra_video_warns_and_writes_zeros(encode, tmp_path):
     assert not np.load(out)["dx"].any()
 
 
+def test_jobs_give_identical_files(encode, tmp_path):
+    frames, _ = moving_square_frames(n=40, vx=2, vy=1, start=(8, 8))
+    path = encode("cli_gops.mp4", frames, options={"x264-params": "bframes=3:keyint=10:scenecut=0"})
+    outs = [tmp_path / f"j{jobs}.npz" for jobs in (1, 2)]
+    for jobs, out in zip((1, 2), outs):
+        assert main(["motion", path, "--out", str(out), "--quiet", "--jobs", str(jobs)]) == 0
+    a, b = np.load(outs[0]), np.load(outs[1])
+    assert a["dx"].shape[0] == 40 and "B" in a["frame_type"]
+    for k in ("dx", "dy", "frame_type"):
+        np.testing.assert_array_equal(a[k], b[k])
+    assert main(["motion", path, "--out", str(outs[0]), "--jobs", "0"]) == 1
+
+
 def test_help_does_not_import_torch_and_is_fast():
     code = ("import sys, time; t = time.perf_counter(); from mgm.cli import build_parser; "
             "build_parser(); print(time.perf_counter() - t, 'torch' in sys.modules, 'av' in sys.modules)")

@@ -22,6 +22,9 @@ def add_arguments(p):
     p.add_argument("--block", type=int, default=16, help="block size in pixels (default 16)")
     p.add_argument("--camera", choices=["none", "median", "affine"], default="none",
                    help="subtract camera motion: per-frame median vector or affine fit (default none)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="decoders reading segments of whole GOPs at once (default: one per CPU; "
+                        "1 = serial); the output is identical for any value")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -34,7 +37,9 @@ def run(args):
 
     if args.block <= 0:
         raise MGMError(f"--block must be positive, got {args.block}")
-    field = codec.read_motion(args.video, block=args.block, progress=not args.quiet)
+    if args.jobs is not None and args.jobs <= 0:
+        raise MGMError(f"--jobs must be positive, got {args.jobs}")
+    field = codec.read_motion(args.video, block=args.block, progress=not args.quiet, jobs=args.jobs)
     if args.camera != "none":
         field.dx, field.dy = remove_camera_motion(field.dx, field.dy, field.known, args.camera)
     if not field.known.any():

@@ -44,7 +44,8 @@ class MotionCache:
     def _store(self, video, path: str) -> None:
         from mgm import codec
 
-        field = codec.read_motion(video, block=self.block)
+        # jobs=1: loader workers already read different videos on every core.
+        field = codec.read_motion(video, block=self.block, jobs=1)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp.npy")
         try:
             with os.fdopen(fd, "wb") as f:
