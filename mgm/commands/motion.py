@@ -31,6 +31,11 @@ def add_arguments(p):
 def run(args):
     import os
 
+    if "numpy" not in sys.modules:
+        # numpy's OpenBLAS starts a thread per core on import (+50 ms measured on a loaded machine);
+        # this command does no linear algebra that needs them. Set only in a fresh `mgm motion`
+        # process, before numpy loads, so that a library caller's numpy keeps its threads.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from mgm import codec
     from mgm.errors import MGMError
     from mgm.motion import remove_camera_motion
