@@ -43,17 +43,22 @@ class DecodedSplit:
         return self.source_size or self.video.shape[2]
 
     def save(self, path: str) -> None:
-        """A directory of .npy files (written to a temporary directory, then renamed)."""
+        """A directory of .npy files (written to a temporary directory, then renamed). Processes that
+        decode the same split at once each write their own temporary directory; the first rename
+        wins and the others are dropped."""
         import shutil
 
-        tmp = path + ".tmp"
+        tmp = f"{path}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
         for name in self.FIELDS:
             value = getattr(self, name)
             np.save(os.path.join(tmp, name + ".npy"), np.array(value) if name == "paths" else value)
         np.save(os.path.join(tmp, "source_size.npy"), np.array(self.source_size))
-        os.replace(tmp, path)
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another process saved it first (a non-empty target directory)
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, path: str) -> "DecodedSplit":

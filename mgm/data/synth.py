@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,19 @@ _TEXTURES = {"base": ("stripes", "checker", "dots"), "shifted": ("rings", "noise
 
 
 @dataclass(frozen=True)
+class Scene:
+    """How hard a clip is to read: main object size, camera pans, distractors (sizes are fractions
+    of the frame side; speeds in px/frame at 96 px, scaled with the frame)."""
+
+    radius: tuple = (0.11, 0.18)       # main object radius
+    pan_prob: float = 0.5              # share of clips with a camera pan
+    pan_speed: tuple = (0.4, 1.2)
+    distractors: tuple = (1, 2)        # inclusive range of distractor objects
+    distractor_radius: tuple = (0.05, 0.09)
+    distractor_speed: float = 0.9      # amplitude of their wandering velocity
+
+
+@dataclass(frozen=True)
 class Preset:
     """Benchmark size: frames of `size`x`size` pixels, `num_frames` per clip, clips per class per split."""
 
@@ -49,6 +62,7 @@ class Preset:
     per_class: dict = field(default_factory=dict)  # split -> clips per class
     fps: int = 25
     crf: int = 18
+    scene: Scene = Scene()
 
 
 PRESETS = {
@@ -226,7 +240,8 @@ def _wander(rng, T: int, amp: float) -> np.ndarray:
     return np.cumsum(vel, 0)
 
 
-def make_clip(label: int, rng: np.random.Generator, size: int, num_frames: int, variant: str = "base"):
+def make_clip(label: int, rng: np.random.Generator, size: int, num_frames: int, variant: str = "base",
+              scene: Scene = Scene()):
     """Render one clip of class CLASSES[label]. Returns (frames uint8 [T, S, S, 3], annotation dict)."""
     if variant not in VARIANTS:
         raise MGMError(f"unknown variant {variant!r} (choose from {', '.join(VARIANTS)})")
@@ -241,17 +256,18 @@ def make_clip(label: int, rng: np.random.Generator, size: int, num_frames: int, 
                        centre=anchor + disp, scale=np.exp(logs), angle=rng.uniform(0, 2 * np.pi) + ang)
 
     # Camera: on half of the clips a constant pan (content moves by -pan on screen), zero-mean in time.
-    pan = _unit(rng.uniform(0, 2 * np.pi)) * rng.uniform(0.4, 1.2) * S / 96 if rng.random() < 0.5 else np.zeros(2)
+    pan = (_unit(rng.uniform(0, 2 * np.pi)) * rng.uniform(*scene.pan_speed) * S / 96
+           if rng.random() < scene.pan_prob else np.zeros(2))
     cam = pan[None] * (np.arange(T) - (T - 1) / 2)[:, None]  # [T, 2] camera offset
     margin = int(np.abs(cam).max()) + 2
     bg = _background(rng, S + 2 * margin, S + 2 * margin, variant)
 
     disp, logs, ang = _trajectory(CLASSES[label], rng, T, S, speed_scale)
-    main = new_object(rng.uniform(0.11, 0.18) * S, disp - cam, logs, ang, rng.uniform(0.25, 0.75, 2) * S)
+    main = new_object(rng.uniform(*scene.radius) * S, disp - cam, logs, ang, rng.uniform(0.25, 0.75, 2) * S)
     objects = [main]
-    for _ in range(int(rng.integers(1, 3))):
-        d = _wander(rng, T, 0.9 * S / 96 * speed_scale)
-        objects.append(new_object(rng.uniform(0.05, 0.09) * S, d - d.mean(0) - cam, np.zeros(T),
+    for _ in range(int(rng.integers(scene.distractors[0], scene.distractors[1] + 1))):
+        d = _wander(rng, T, scene.distractor_speed * S / 96 * speed_scale)
+        objects.append(new_object(rng.uniform(*scene.distractor_radius) * S, d - d.mean(0) - cam, np.zeros(T),
                                   np.zeros(T), rng.uniform(0.1, 0.9, 2) * S))
     rng.shuffle(objects)  # the main object is not always in front
 
@@ -289,10 +305,10 @@ def clip_rng(seed: int, variant: str, split: str, index: int) -> np.random.Gener
 
 
 def _work(job):
-    out, rel, label, seed, variant, split, index, size, T, fps, crf = job
+    out, rel, label, seed, variant, split, index, size, T, fps, crf, scene = job
     from mgm.codec import write_video
 
-    frames, ann = make_clip(label, clip_rng(seed, variant, split, index), size, T, variant)
+    frames, ann = make_clip(label, clip_rng(seed, variant, split, index), size, T, variant, scene)
     path = Path(out) / rel
     if not path.exists():  # resumable: files appear atomically (temp + rename)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -316,6 +332,7 @@ def generate(out, preset: str = "tiny", seed: int = 0, variant: str = "base", jo
     out = Path(out)
     meta = {"preset": preset, "variant": variant, "seed": seed, "size": p.size, "num_frames": p.num_frames,
             "fps": p.fps, "classes": list(CLASSES), "per_class": counts,
+            "scene": json.loads(json.dumps(asdict(p.scene))),
             "encoder": {"codec": "libx264", "x264-params": x264_params(p.num_frames), "crf": p.crf,
                         "pix_fmt": "yuv420p"}}
     meta_path = out / "meta.json"
@@ -334,7 +351,8 @@ def generate(out, preset: str = "tiny", seed: int = 0, variant: str = "base", jo
             label = i % len(CLASSES)
             rel = f"{split}/{CLASSES[label]}/{i:05d}.mp4"
             rows[split].append((rel, label))
-            jobs_list.append((str(out), rel, label, seed, variant, split, i, p.size, p.num_frames, p.fps, p.crf))
+            jobs_list.append((str(out), rel, label, seed, variant, split, i, p.size, p.num_frames, p.fps, p.crf,
+                              p.scene))
     anns = _run_jobs(jobs_list, jobs, progress)
 
     from mgm.data.lists import write_list
