@@ -51,6 +51,7 @@ class Scene:
     distractors: tuple = (1, 2)        # inclusive range of distractor objects
     distractor_radius: tuple = (0.05, 0.09)
     distractor_speed: float = 0.9      # amplitude of their wandering velocity
+    grating: float = 0.2               # weight of the fine grating in the base background (vs smooth blobs)
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,15 @@ def _smooth_noise(rng, h: int, w: int, cell: int) -> np.ndarray:
     return np.asarray(img)[cell:cell + h, cell:cell + w]
 
 
-def _background(rng, h: int, w: int, variant: str) -> np.ndarray:
+def _background(rng, h: int, w: int, variant: str, grating: float = 0.2) -> np.ndarray:
     """Textured background, float [h, w, 3] in [0, 1], with enough structure for motion vectors."""
     c1, c2 = _colour(rng, variant, "background"), _colour(rng, variant, "background")
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     a = rng.uniform(0, np.pi)
     if variant == "base":  # smooth blobs plus a faint grating
         m = _smooth_noise(rng, h, w, int(rng.integers(6, 14)))
-        m = 0.8 * m + 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / rng.uniform(5, 12)))
+        m = (1 - grating) * m + grating * (0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a))
+                                                            / rng.uniform(5, 12)))
     else:  # hard-edged checks/stripes plus fine noise
         f = rng.uniform(6, 16)
         u, v = xx * np.cos(a) + yy * np.sin(a), -xx * np.sin(a) + yy * np.cos(a)
@@ -260,7 +262,7 @@ def make_clip(label: int, rng: np.random.Generator, size: int, num_frames: int, 
            if rng.random() < scene.pan_prob else np.zeros(2))
     cam = pan[None] * (np.arange(T) - (T - 1) / 2)[:, None]  # [T, 2] camera offset
     margin = int(np.abs(cam).max()) + 2
-    bg = _background(rng, S + 2 * margin, S + 2 * margin, variant)
+    bg = _background(rng, S + 2 * margin, S + 2 * margin, variant, scene.grating)
 
     disp, logs, ang = _trajectory(CLASSES[label], rng, T, S, speed_scale)
     main = new_object(rng.uniform(*scene.radius) * S, disp - cam, logs, ang, rng.uniform(0.25, 0.75, 2) * S)
