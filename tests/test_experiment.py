@@ -88,3 +88,24 @@ def test_plain_pixel_target_reaches_the_model():
     assert model_config(load_config("pretrain")).norm_pix_loss is True
     cfg = load_config("pretrain", overrides=["model.norm_pix_loss=false"])
     assert model_config(cfg).norm_pix_loss is False
+
+
+def test_runners_sharing_a_folder_claim_units(tmp_path):
+    """A unit held by another live process is skipped; a dead holder's claim is taken over."""
+    import os
+    import subprocess
+
+    from mgm.experiment import Runner
+
+    runner = Runner(tmp_path, PRESETS["smoke"])
+    unit = ("pretrain", Arm("tube", 0.75), 0)
+    lock = tmp_path / "results" / "claim-pretrain-tube-0.75-0.pid"
+    lock.write_text(str(os.getppid()))  # alive, and not us
+    assert not runner.claim(unit)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock.write_text(str(dead.pid))
+    assert runner.claim(unit) and lock.read_text() == str(os.getpid())
+    assert runner.claim(unit)  # our own claim
+    runner.release_claims()
+    assert not lock.exists()
