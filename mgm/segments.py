@@ -10,7 +10,7 @@ before packet j (decode order) is clean when
   split is then the display-order split (open GOPs fail this: their leading B-frames follow the
   I-frame in decode order but are displayed before it, and need the previous GOP).
 Only packet headers are read (demuxing costs ~15 ms for 600 720p frames; nothing is decoded),
-plus the first bytes of the keyframes' NAL units.
+plus the NAL unit headers of the keyframes (IDR or not, slices per picture).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import numpy as np
 class Packets(NamedTuple):
     """A video stream's N packets in decode order: timestamps int64 [N], whether a segment may
     start at each (bool [N], a clean cut; always True at 0) and byte positions (int64 [N], -1 if
-    unknown)."""
+    unknown); slices: slices per picture (of the first one; 1 where not parsed)."""
 
     pts: np.ndarray
     clean: np.ndarray
     pos: np.ndarray
+    slices: int = 1
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Segment:
 def scan(container, stream) -> Packets | None:
     """The packets of `stream` (demuxed to the end, not decoded). None when a packet has no
     timestamp: then only a serial read keeps the frame order."""
-    pts, key, pos = [], [], []
+    pts, key, pos, slices = [], [], [], 1
     h264 = stream.codec_context.name == "h264"
     nal_size = _avcc_length_size(stream.codec_context.extradata) if h264 else 0
     for packet in container.demux(stream):
@@ -59,7 +60,10 @@ def scan(container, stream) -> Packets | None:
             return None
         pts.append(packet.pts)
         pos.append(-1 if packet.pos is None else packet.pos)
-        key.append(packet.is_keyframe and (not h264 or _is_idr(bytes(packet), nal_size)))
+        vcl = _slice_types(bytes(packet), nal_size) if h264 and packet.is_keyframe else []
+        key.append(packet.is_keyframe and (not h264 or vcl[:1] == [5]))  # H.264: an IDR picture
+        if len(pts) == 1:
+            slices = max(len(vcl), 1)
     if not pts:
         return None
     pts = np.array(pts, dtype=np.int64)
@@ -67,16 +71,19 @@ def scan(container, stream) -> Packets | None:
     from_here = np.minimum.accumulate(pts[::-1])[::-1]
     clean = np.array(key) & (before < pts) & (from_here == pts)
     clean[0] = True
-    return Packets(pts, clean, np.array(pos, dtype=np.int64))
+    return Packets(pts, clean, np.array(pos, dtype=np.int64), slices)
 
 
 def plan(packets: Packets, jobs: int) -> list[Segment]:
-    """At most `jobs` segments with frame counts as equal as the clean cuts allow: each of the
-    jobs - 1 ideal boundaries (N * k / jobs) moves to the nearest clean cut. One GOP (or
-    jobs = 1) gives one segment."""
+    """Segments with frame counts as equal as the clean cuts allow, one per `slices` of the
+    `jobs` cores: a decoder's slice threads already keep one core per slice busy (measured at
+    720p on 2 cores: with 2 slices a frame, one decoder beat two segments' 0.71 s to 0.81 s; with
+    one slice, two segments took 0.84 s, one decoder 1.18 s). Each of the k - 1 ideal boundaries
+    (N * i / k) moves to the nearest clean cut; one GOP gives one segment."""
+    jobs = max(jobs // packets.slices, 1)
     pts, n = packets.pts, len(packets.pts)
     cuts = np.flatnonzero(packets.clean)
-    ideal = n * np.arange(1, max(jobs, 1)) / max(jobs, 1)
+    ideal = n * np.arange(1, jobs) / jobs
     nearest = cuts[np.abs(cuts[None, :] - ideal[:, None]).argmin(1)] if len(ideal) else cuts[:0]
     starts = np.concatenate([[0], nearest])  # non-decreasing; drop repeats (np.unique imports numpy.ma)
     starts = starts[np.diff(starts, prepend=-1) > 0]
@@ -91,12 +98,9 @@ def _avcc_length_size(extradata: bytes | None) -> int:
     return 0
 
 
-def _is_idr(data: bytes, length_size: int) -> bool:
-    """Is the first picture slice (NAL type 1-5) in this H.264 packet an IDR slice (type 5)?"""
-    for nal_type in _nal_types(data, length_size):
-        if 1 <= nal_type <= 5:
-            return nal_type == 5
-    return False
+def _slice_types(data: bytes, length_size: int) -> list[int]:
+    """The NAL unit types of the picture slices (1-5; 5: IDR) in one H.264 packet, in order."""
+    return [t for t in _nal_types(data, length_size) if 1 <= t <= 5]
 
 
 def _nal_types(data: bytes, length_size: int):

@@ -180,7 +180,7 @@ def assert_same_field(a, b):
 ])
 def test_parallel_segments_read_exactly_the_serial_motion(encode, name, params, parallel):
     frames, _ = moving_square_frames(n=56, vx=2, vy=1, start=(8, 8))
-    path = encode(name, frames, options={"x264-params": params})
+    path = encode(name, frames, options={"x264-params": params + ":threads=1"})  # 1 slice anywhere
     serial = codec.read_motion(path, jobs=1)
     assert serial.num_frames == 56 and ("B" in serial.frame_type) == ("bframes=3" in params)
     plan = _plan(path, 3)
@@ -198,7 +198,7 @@ def test_single_gop_and_truncated_videos_read_in_parallel_as_serially(square_cli
     assert_same_field(codec.read_motion(square_clip[0], jobs=2), codec.read_motion(square_clip[0], jobs=1))
     # A cut-off transport stream: the last packets are partial
     frames, _ = moving_square_frames(n=48, vx=2, vy=1, start=(8, 8))
-    full = encode("gops_cut.ts", frames, options={"x264-params": "bframes=2:keyint=16:scenecut=0"})
+    full = encode("gops_cut.ts", frames, options={"x264-params": "bframes=2:keyint=16:scenecut=0:threads=1"})
     data = open(full, "rb").read()
     cut = tmp_path / "cut.ts"
     cut.write_bytes(data[:int(len(data) * 0.8)])
@@ -209,7 +209,7 @@ def test_single_gop_and_truncated_videos_read_in_parallel_as_serially(square_cli
 
 def test_a_segment_that_decodes_other_frames_than_planned_falls_back_to_serial(encode, monkeypatch):
     frames, _ = moving_square_frames(n=32, vx=2, vy=1, start=(8, 8))
-    path = encode("gops_8.mp4", frames, options={"x264-params": "keyint=8:scenecut=0"})
+    path = encode("gops_8.mp4", frames, options={"x264-params": "keyint=8:scenecut=0:threads=1"})
     serial = codec.read_motion(path, jobs=1)
     plan = segments.plan
 
@@ -220,6 +220,15 @@ def test_a_segment_that_decodes_other_frames_than_planned_falls_back_to_serial(e
     monkeypatch.setattr(segments, "plan", off_by_one)
     assert codec._read_segments(path, 16, 2, None) is None
     assert_same_field(codec.read_motion(path, jobs=2), serial)
+
+
+def test_multi_slice_pictures_get_one_segment_per_slices_cores(encode):
+    frames, _ = moving_square_frames(n=48, vx=2, vy=1, start=(8, 8))
+    params = "slices=2:keyint=16:scenecut=0:threads=1"
+    path = encode("gops_2slices.mp4", frames, options={"x264-params": params})
+    assert [s.count for s in _plan(path, 2)] == [48]  # the decoder's slice threads use both cores
+    assert [s.count for s in _plan(path, 4)] == [16, 32]
+    assert_same_field(codec._read_segments(path, 16, 4, None), codec.read_motion(path, jobs=1))
 
 
 def test_plan_balances_frames_over_clean_cuts():
