@@ -215,8 +215,11 @@ def resample_to_grid(dx: np.ndarray, dy: np.ndarray, src_hw: tuple[int, int],
     ax = _overlap(grid_hw[1], x0, x1, dx.shape[2], block)
     sx = out_size[1] / (x1 - x0)
     sy = out_size[0] / (y1 - y0)
-    ox = np.einsum("gh,thw,kw->tgk", ay, dx, ax) * sx
-    oy = np.einsum("gh,thw,kw->tgk", ay, dy, ax) * sy
+    # Two batched matrix products (ay @ m @ ax^T) on both components at once: a 3-operand einsum
+    # contracts naively and cost ~1.5 ms per 16-frame clip, as much as the rest of an MGM item.
+    m = np.stack([dx, dy]).astype(np.float32, copy=False)  # [2, T, Hb, Wb]
+    out = ay.astype(np.float32) @ m @ ax.T.astype(np.float32)  # [2, T, gh, gw]
+    ox, oy = out[0] * np.float32(sx), out[1] * np.float32(sy)
     if hflip:
         ox, oy = -ox[:, :, ::-1], oy[:, :, ::-1]
     return np.ascontiguousarray(ox, np.float32), np.ascontiguousarray(oy, np.float32)
