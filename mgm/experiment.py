@@ -368,7 +368,7 @@ class Runner:
         bar = tqdm(todo, desc="experiment", unit="run")
         try:
             for unit in bar:
-                bar.set_postfix_str(" ".join(str(u.name if isinstance(u, Arm) else u) for u in unit[1:3]))
+                bar.set_postfix_str(" ".join(_unit_parts(unit[1:3])))
                 if not self.claim(unit):
                     bar.write(f"skipped (another runner has it): {_unit_key(unit)}")
                     continue
@@ -430,8 +430,12 @@ class Runner:
         return summary
 
 
+def _unit_parts(unit: tuple) -> list[str]:
+    return [str(u.name if isinstance(u, Arm) else u) for u in unit]
+
+
 def _unit_key(unit: tuple) -> str:
-    return "-".join(str(u.name if isinstance(u, Arm) else u) for u in unit).replace("/", "_")
+    return "-".join(_unit_parts(unit)).replace("/", "_")
 
 
 def _alive(pid: int) -> bool:

@@ -70,3 +70,16 @@ def test_clip_indices_and_deterministic_items(bench):
     torch.testing.assert_close(x, (want - mean) / std)
     ds.set_epoch(4)
     assert not torch.equal(ds[4]["video"], x) or clip_indices(32, g, 2, np.random.default_rng([5, 4, 4]))[0] == idx[0]
+
+
+def test_a_second_save_of_one_split_keeps_the_first_and_leaves_no_temporary(tmp_path):
+    """Processes decoding the same split at once both save it: the first rename wins."""
+    def split(value):
+        return DecodedSplit(np.full((1, 2, 4, 4, 3), value, np.uint8), np.zeros((1, 2, 1, 1), np.float16),
+                            np.zeros((1, 2, 1, 1), np.float16), np.array([0]), ["a.mp4"])
+
+    path = str(tmp_path / "train")
+    split(1).save(path)
+    split(2).save(path)
+    assert DecodedSplit.load(path).video.max() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]

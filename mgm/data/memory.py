@@ -57,8 +57,10 @@ class DecodedSplit:
         np.save(os.path.join(tmp, "source_size.npy"), np.array(self.source_size))
         try:
             os.rename(tmp, path)
-        except OSError:  # another process saved it first (a non-empty target directory)
+        except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.isdir(path):  # not "another process saved it first": a real failure
+                raise
 
     @classmethod
     def load(cls, path: str) -> "DecodedSplit":
