@@ -15,7 +15,16 @@ def test_smoke_experiment_completes_writes_the_table_and_resumes(tmp_path, capsy
     from mgm.cli import main
 
     out = tmp_path / "smoke"
-    assert main(["experiment", "masking", "--preset", "smoke", "--out", str(out), "--threads", "1"]) == 0
+    args = ["experiment", "masking", "--preset", "smoke", "--out", str(out), "--threads", "1"]
+    # First the final checkpoints only; the full call then adds the curve point (the epoch end at
+    # half of pre-training) from the stored pre-training instead of pre-training again.
+    assert main(args + ["--curve", "1.0"]) == 0
+    logs = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("pretrain-*/log.jsonl")}
+    assert len(logs) == 2
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs
+    pre = json.loads((out / "results" / "pretrain__mgm-0.75__s0.json").read_text())
+    assert sorted(pre["checkpoints"], key=int) == ["6", "12"]
     table = (out / "results.md").read_text()
     for row in ("scratch", "tube-0.75", "mgm-0.75", "motion-maps", "untrained"):
         assert row in table
@@ -33,7 +42,7 @@ def test_smoke_experiment_completes_writes_the_table_and_resumes(tmp_path, capsy
     # A second call finds every result stored and trains nothing.
     stamps = {r: r.stat().st_mtime_ns for r in results}
     capsys.readouterr()
-    assert main(["experiment", "masking", "--preset", "smoke", "--out", str(out), "--threads", "1"]) == 0
+    assert main(args) == 0
     assert {r: r.stat().st_mtime_ns for r in results} == stamps
     assert "pretrain:" not in capsys.readouterr().out
 
@@ -59,14 +68,14 @@ def test_summary_pairs_seeds_for_the_difference():
     preset = replace(PRESETS["smoke"], seeds=(0, 1), label_fractions=(1.0,), curve_labels=1.0)
     recs = []
     for seed, (t, m) in enumerate([(50.0, 56.0), (40.0, 42.0)]):
-        recs += [{"tag": "tube-0.75@6", "variant": "base", "fraction": 1.0, "seed": seed, "top1": t},
-                 {"tag": "mgm-0.75@6", "variant": "base", "fraction": 1.0, "seed": seed, "top1": m},
+        recs += [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": t},
+                 {"tag": "mgm-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": m},
                  {"tag": "scratch", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 30.0}]
     s = summarise(recs, preset)
     mean, std, n = s["headline"]["0.75"]["mgm_minus_tube_f1"]
     assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2.0), 2)
     assert "| scratch | 30.0 ± 0.0 |" in s["markdown"]
-    assert "| tube-0.75 (6 steps) | 45.0 ± 5.0 |" in s["markdown"]
+    assert "| tube-0.75 (12 steps) | 45.0 ± 5.0 |" in s["markdown"]
 
 
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
