@@ -96,15 +96,18 @@ def montage(rows: list[list[np.ndarray]], row_labels: list[str], col_labels: lis
 
     s = rows[0][0].shape[0]
     font = _font(max(12, s // 14))
-    left, top = s // 3, (s // 6) * (2 if title else 1)
-    width = left + len(rows[0]) * (s + gap)
+    line = int(font.getbbox("Ag")[3]) + 6
+    left = max([s // 8] + [int(font.getlength(t)) + 8 for t in row_labels])
+    top = line * (2 if title else 1)
+    title_width = int(font.getlength(title)) + 8 if title else 0
+    width = max(left + len(rows[0]) * (s + gap), title_width)
     height = top + len(rows) * (s + gap)
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     if title:
         draw.text((4, 2), title, fill=(0, 0, 0), font=font)
     for j, label in enumerate(col_labels):
-        draw.text((left + j * (s + gap) + 4, top - s // 8), label, fill=(0, 0, 0), font=font)
+        draw.text((left + j * (s + gap) + 4, top - line + 2), label, fill=(0, 0, 0), font=font)
     for i, (row, label) in enumerate(zip(rows, row_labels)):
         y = top + i * (s + gap)
         draw.text((4, y + s // 2 - 8), label, fill=(0, 0, 0), font=font)

@@ -15,6 +15,7 @@ import sys
 from mgm.commands.mask import add_sampling_arguments
 
 NAME = "show"
+DISPLAY = 160  # smallest tile side drawn, px
 HELP = "draw a clip's motion and mask as a PNG montage or an animated GIF"
 
 
@@ -43,23 +44,27 @@ def run(args):
     geometry, frames, motion, mask = make_mask(args, NAME)
     size, tubelet, patch = geometry.size, geometry.tubelet, geometry.patch
     frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in frames])
+    # Small clips (e.g. 48 px) are drawn k times larger, each pixel a k x k block: the pictures
+    # stay readable and the patch grid stays exact.
+    k = -(-DISPLAY // size)
+    shown = np.repeat(np.repeat(frames, k, 1), k, 2)
     comp = getattr(args, "camera_comp", None) is not False
     centres = motion_centres(geometry, motion, args)
     name = os.path.basename(args.video)
     title = (f"{name}  {args.strategy} {args.ratio:g}  frames {args.start}+{args.stride}k, "
              f"{size}x{size}, {int(mask.sum())}/{mask.size} tokens masked")
     if ext == ".png":
-        motion_tiles, mask_tiles = viz.clip_views(frames, motion, mask, tubelet, patch, comp, centres)
+        motion_tiles, mask_tiles = viz.clip_views(shown, motion, mask, tubelet, patch * k, comp, centres)
         labels = [f"t={args.start + args.stride * (s * tubelet + tubelet - 1)}" for s in range(len(mask_tiles))]
         rows, row_labels = [motion_tiles, mask_tiles], ["motion", "mask"]
         if args.checkpoint:
-            rows.append(reconstruction_tiles(args.checkpoint, geometry, frames, mask))
+            rows.append(reconstruction_tiles(args.checkpoint, geometry, frames, mask, scale=k))
             row_labels.append("recon.")
         image = viz.montage(rows, row_labels, labels, title)
         save = lambda path: viz.save_png(path, image)  # noqa: E731
     else:
         # Per frame: each frame's own motion, beside the mask of its slot.
-        motion_tiles, mask_tiles = viz.clip_views(frames, motion, np.repeat(mask, tubelet, axis=0), 1, patch,
+        motion_tiles, mask_tiles = viz.clip_views(shown, motion, np.repeat(mask, tubelet, axis=0), 1, patch * k,
                                                   comp, np.repeat(centres, tubelet, axis=0))
         images = [viz.montage([[a, b]], [""], ["motion", f"mask (slot {i // tubelet})"],
                               f"{name} {args.strategy}  t={args.start + args.stride * i}")
@@ -74,8 +79,9 @@ def run(args):
     print(f"{args.out}: {args.strategy} mask of {name}", file=sys.stderr)
 
 
-def reconstruction_tiles(checkpoint, geometry, frames, mask):
-    """The checkpoint's reconstruction of the masked clip: T' tiles (each slot's last frame)."""
+def reconstruction_tiles(checkpoint, geometry, frames, mask, scale: int = 1):
+    """The checkpoint's reconstruction of the masked clip: T' tiles (each slot's last frame,
+    `scale` times the clip size)."""
     from mgm import viz
     from mgm.errors import MGMError
     from mgm.reconstruct import load_pretrained, reconstruct_frames
@@ -86,7 +92,7 @@ def reconstruction_tiles(checkpoint, geometry, frames, mask):
                        f"tubelet {trained.tubelet}, patch {trained.patch}; pass --num-frames {trained.num_frames} "
                        f"--size {trained.size} --tubelet {trained.tubelet} --patch {trained.patch}")
     recon = reconstruct_frames(model, frames, mask)
-    rows, _ = viz.reconstruction_rows(frames / 255.0, recon, mask, geometry.tubelet, geometry.patch, scale=1)
+    rows, _ = viz.reconstruction_rows(frames / 255.0, recon, mask, geometry.tubelet, geometry.patch, scale=scale)
     return rows[2]
 
 

@@ -1,0 +1,46 @@
+"""`./run bench hidden`: object tokens from the synth ground truth, and the shares it reports."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mgm.config import Geometry
+
+
+@pytest.fixture(scope="module")
+def hidden():
+    spec = importlib.util.spec_from_file_location(
+        "bench_hidden", Path(__file__).parent.parent / "benchmarks" / "hidden.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_hidden"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_object_tokens_follow_the_recorded_object(hidden):
+    g = Geometry(num_frames=4, size=48, patch=8)  # 2 slots of 6 x 6 tokens
+    # At 96 px (the source), a disc of radius 9.6 px centred on token (1, 2), then on token (4, 3)
+    # in the second slot: at 48 px it covers its own patch fully and < 50% of any neighbour.
+    centre = [[40, 24], [40, 24], [56, 72], [56, 72]]
+    record = {"centre": centre, "radius": 9.6, "scale": [1.0] * 4}
+    tokens = hidden.object_tokens(record, np.arange(4), g, source_size=96)
+    expected = np.zeros(g.grid, bool)
+    expected[0, 1, 2] = expected[1, 4, 3] = True
+    np.testing.assert_array_equal(tokens, expected)
+
+
+def test_measure_counts_hidden_gone_and_copyable(hidden):
+    objects = np.zeros((1, 3, 2, 2), bool)
+    objects[0, :, 0, 0] = True          # a static object on token (0, 0) in 3 slots
+    objects[0, 1, 0, 1] = True          # and on (0, 1) in slot 1
+    masks = np.zeros_like(objects)
+    masks[0, 0, 0, 0] = True            # slot 0: its only object token hidden -> gone
+    masks[0, 1, 0, 1] = True            # slot 1: one of two hidden
+    r = hidden.measure(masks, objects)
+    assert r["object hidden"] == pytest.approx(2 / 4)  # 4 object tokens in all
+    assert r["object gone"] == pytest.approx(1 / 3)
+    # (0,0) in slot 0 is visible in slot 1; (0,1) in slot 1 is on the object in no other slot
+    assert r["copyable"] == pytest.approx(1 / 2)
