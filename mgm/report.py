@@ -12,7 +12,8 @@ def _ms(values) -> str:
     v = [x for x in values if x is not None]
     if not v:
         return "—"
-    return f"{np.mean(v):.1f} ± {np.std(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+    # (n): the number of seeds, as rows of one experiment may have different counts (ablation arms)
+    return f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)})" if len(v) > 1 else f"{v[0]:.1f} (1)"
 
 
 def _split_tag(tag: str) -> tuple[str, int | None]:
@@ -44,7 +45,7 @@ def summarise(results: list[dict], preset) -> dict:
     fracs = sorted({f for (_, _, _, f) in ft}, reverse=True)
     arms = sorted(final_step, key=lambda a: (a.split("-")[0] != "tube", a))
 
-    lines = ["| pre-training | " + " | ".join(f"fine-tune top-1, {f:g} of labels" for f in fracs)
+    lines = ["| pre-training | " + " | ".join(f"fine-tune top-1, {f:g} of labels (seeds)" for f in fracs)
              + " | transfer (shifted) |", "|---|" + "---|" * (len(fracs) + 1)]
     for arm in ["scratch"] + arms:
         step = final_step.get(arm)

@@ -74,8 +74,8 @@ def test_summary_pairs_seeds_for_the_difference():
     s = summarise(recs, preset)
     mean, std, n = s["headline"]["0.75"]["mgm_minus_tube_f1"]
     assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2.0), 2)
-    assert "| scratch | 30.0 ± 0.0 |" in s["markdown"]
-    assert "| tube-0.75 (12 steps) | 45.0 ± 5.0 |" in s["markdown"]
+    assert "| scratch | 30.0 ± 0.0 (2) |" in s["markdown"]
+    assert "| tube-0.75 (12 steps) | 45.0 ± 5.0 (2) |" in s["markdown"]
 
 
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
