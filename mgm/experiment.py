@@ -387,11 +387,25 @@ class Runner:
                 if not self.claim(unit):
                     bar.write(f"skipped (another runner has it): {_unit_key(unit)}")
                     continue
-                self._run_unit(unit)
+                with self._run_output():
+                    self._run_unit(unit)
                 bar.write(self.summary_line())
         finally:
             self.release_claims()
         return self.report()
+
+    def _run_output(self):
+        """Where the training runs' own lines go: the terminal with --verbose, else OUT/runs/output.log
+        (the terminal keeps the experiment's bar and running table; each run also logs log.jsonl)."""
+        import contextlib
+
+        if self.verbose:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        (self.out / "runs").mkdir(exist_ok=True)
+        stream = stack.enter_context(open(self.out / "runs" / "output.log", "a"))
+        stack.enter_context(contextlib.redirect_stdout(stream))
+        return stack
 
     def _run_unit(self, unit: tuple) -> None:
         """One unit of `units()`; a pre-training unit also fine-tunes and probes its checkpoints."""

@@ -67,6 +67,12 @@ def summarise(results: list[dict], preset) -> dict:
                      if var == "base" and a == arm and f == preset.curve_labels)
         curve[arm] = [(int(s), float(m), float(sd)) for s, m, sd in pts]
 
+    def paired(a: str, b: str, f: float) -> list:
+        """a - b top-1 per seed where both exist (b = "scratch" has no step)."""
+        ka, kb = ("base", a, final_step.get(a), f), ("base", b, final_step.get(b), f)
+        return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in preset.seeds
+                if ka + (s,) in by_seed and kb + (s,) in by_seed]
+
     headline = {}
     for ratio in sorted({a.split("-")[1] for a in arms if a.startswith(("mgm-", "tube-"))}):
         mgm, tube = f"mgm-{ratio}", f"tube-{ratio}"
@@ -74,15 +80,19 @@ def summarise(results: list[dict], preset) -> dict:
             continue
         h = {}
         for f in fracs:
-            diffs = [by_seed[("base", mgm, final_step[mgm], f, s)] - by_seed[("base", tube, final_step[tube], f, s)]
-                     for s in preset.seeds if ("base", mgm, final_step[mgm], f, s) in by_seed
-                     and ("base", tube, final_step[tube], f, s) in by_seed]
+            diffs = paired(mgm, tube, f)
             if diffs:
                 h[f"mgm_minus_tube_f{f:g}"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
         headline[ratio] = h
 
     md = [table, "", probe_table, ""]
+    for arm in arms:
+        for f in fracs:
+            d = paired(arm, "scratch", f)
+            if d:
+                md.append(f"- {arm} − scratch, {f:g} of labels: {np.mean(d):+.1f} ± {np.std(d):.1f} points "
+                          f"({len(d)} seeds)")
     for ratio, h in headline.items():
         for k, (m, sd, n) in ((k, v) for k, v in h.items() if k.startswith("mgm_minus")):
             md.append(f"- ratio {ratio}: MGM − tube, {k.split('_f')[-1]} of labels: "

@@ -19,6 +19,11 @@ def test_smoke_experiment_completes_writes_the_table_and_resumes(tmp_path, capsy
     # First the final checkpoints only; the full call then adds the curve point (the epoch end at
     # half of pre-training) from the stored pre-training instead of pre-training again.
     assert main(args + ["--curve", "1.0"]) == 0
+    # The runs' own lines go to a log, the terminal keeps the experiment's bar and running table.
+    printed = capsys.readouterr()
+    assert "[pretrain-tube-0.75-s0]" not in printed.out + printed.err
+    assert "top-1 so far" in printed.out
+    assert "[pretrain-tube-0.75-s0] step 12/12" in (out / "runs" / "output.log").read_text()
     logs = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("pretrain-*/log.jsonl")}
     assert len(logs) == 2
     assert main(args) == 0
@@ -76,6 +81,7 @@ def test_summary_pairs_seeds_for_the_difference():
     assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2.0), 2)
     assert "| scratch | 30.0 ± 0.0 (2) |" in s["markdown"]
     assert "| tube-0.75 (12 steps) | 45.0 ± 5.0 (2) |" in s["markdown"]
+    assert "- tube-0.75 − scratch, 1 of labels: +15.0 ± 5.0 points (2 seeds)" in s["markdown"]
 
 
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
