@@ -83,6 +83,7 @@ def summarise(results: list[dict], preset) -> dict:
             diffs = paired(mgm, tube, f)
             if diffs:
                 h[f"mgm_minus_tube_f{f:g}"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
+                h[f"mgm_minus_tube_f{f:g}_ci95"] = _ci95(diffs)
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
         headline[ratio] = h
 
@@ -91,12 +92,12 @@ def summarise(results: list[dict], preset) -> dict:
         for f in fracs:
             d = paired(arm, "scratch", f)
             if d:
-                md.append(f"- {arm} − scratch, {f:g} of labels: {np.mean(d):+.1f} ± {np.std(d):.1f} points "
-                          f"({len(d)} seeds)")
+                md.append(f"- {arm} − scratch, {f:g} of labels: {_diff_text(d)}")
     for ratio, h in headline.items():
-        for k, (m, sd, n) in ((k, v) for k, v in h.items() if k.startswith("mgm_minus")):
-            md.append(f"- ratio {ratio}: MGM − tube, {k.split('_f')[-1]} of labels: "
-                      f"{m:+.1f} ± {sd:.1f} points ({n} seeds)")
+        for f in fracs:
+            if f"mgm_minus_tube_f{f:g}" in h:
+                md.append(f"- ratio {ratio}: MGM − tube, {f:g} of labels: "
+                          f"{_diff_text(paired(f'mgm-{ratio}', f'tube-{ratio}', f))}")
         frac = h["steps_fraction_to_match_tube"]
         md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({preset.curve_labels:g} of labels) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
@@ -104,6 +105,25 @@ def summarise(results: list[dict], preset) -> dict:
     return {"finetune": {"|".join(map(str, k)): v for k, v in ft.items()},
             "probe": {k: dict(v) for k, v in probes.items()}, "headline": headline, "curve": curve,
             "markdown": "\n".join(md)}
+
+
+# Two-sided 95% Student t quantiles by degrees of freedom (a handful of seeds: no scipy needed).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def _ci95(diffs: list) -> tuple[float, float] | None:
+    """95% confidence interval of the mean of paired per-seed differences (t, n - 1 df); None if n < 2."""
+    n = len(diffs)
+    if n < 2:
+        return None
+    half = _T95.get(n - 1, 1.96) * float(np.std(diffs, ddof=1)) / np.sqrt(n)
+    return float(np.mean(diffs)) - half, float(np.mean(diffs)) + half
+
+
+def _diff_text(diffs: list) -> str:
+    ci = _ci95(diffs)
+    return (f"{np.mean(diffs):+.1f} ± {np.std(diffs):.1f} points ({len(diffs)} seeds"
+            + (f"; 95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else ")"))
 
 
 def _steps_to_reach(mgm: list, tube: list) -> float | None:

@@ -81,7 +81,9 @@ def test_summary_pairs_seeds_for_the_difference():
     assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2.0), 2)
     assert "| scratch | 30.0 ± 0.0 (2) |" in s["markdown"]
     assert "| tube-0.75 (12 steps) | 45.0 ± 5.0 (2) |" in s["markdown"]
-    assert "- tube-0.75 − scratch, 1 of labels: +15.0 ± 5.0 points (2 seeds)" in s["markdown"]
+    # paired diffs 20 and 10: sample std 7.07, standard error 5, t(1 df) = 12.706
+    assert "- tube-0.75 − scratch, 1 of labels: +15.0 ± 5.0 points (2 seeds; 95% CI -48.5 to +78.5)" in s["markdown"]
+    assert s["headline"]["0.75"]["mgm_minus_tube_f1_ci95"] == pytest.approx((4 - 12.706 * 2, 4 + 12.706 * 2))
 
 
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
