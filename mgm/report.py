@@ -70,7 +70,8 @@ def summarise(results: list[dict], preset) -> dict:
     def paired(a: str, b: str, f: float) -> list:
         """a - b top-1 per seed where both exist (b = "scratch" has no step)."""
         ka, kb = ("base", a, final_step.get(a), f), ("base", b, final_step.get(b), f)
-        return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in preset.seeds
+        seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
+        return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in seeds
                 if ka + (s,) in by_seed and kb + (s,) in by_seed]
 
     headline = {}
