@@ -61,11 +61,16 @@ def summarise(results: list[dict], preset) -> dict:
             plines.append(f"| {arm} | {_ms(probes[arm]['mean'])} | {_ms(probes[arm].get('slots', []))} |")
     probe_table = "\n".join(plines)
 
+    # The curve of an arm uses the seeds that have every one of its points (a seed run with the
+    # final checkpoint only counts in the table, not here), so that its points compare like with like.
     curve = {}
     for arm in arms:
-        pts = sorted((s, np.mean(v), np.std(v)) for (var, a, s, f), v in ft.items()
-                     if var == "base" and a == arm and f == preset.curve_labels)
-        curve[arm] = [(int(s), float(m), float(sd)) for s, m, sd in pts]
+        runs = {(s, seed): v for (var, a, s, f, seed), v in by_seed.items()
+                if var == "base" and a == arm and f == preset.curve_labels}
+        steps = sorted({s for s, _ in runs})
+        seeds = [seed for seed in sorted({seed for _, seed in runs}) if all((s, seed) in runs for s in steps)]
+        curve[arm] = [(int(s), float(np.mean([runs[s, seed] for seed in seeds])),
+                       float(np.std([runs[s, seed] for seed in seeds]))) for s in steps] if seeds else []
 
     def paired(a: str, b: str, f: float) -> list:
         """a - b top-1 per seed where both exist (b = "scratch" has no step)."""
