@@ -389,6 +389,7 @@ class Runner:
                     continue
                 with self._run_output():
                     self._run_unit(unit)
+                self.release_claims()  # done: its result file now tells every runner to skip it
                 bar.write(self.summary_line())
         finally:
             self.release_claims()
