@@ -8,6 +8,10 @@ from collections import defaultdict
 import numpy as np
 
 
+def _labels(fraction: float) -> str:
+    return "all labels" if fraction >= 1 else f"{fraction:.0%} of labels"
+
+
 def _ms(values) -> str:
     v = [x for x in values if x is not None]
     if not v:
@@ -45,7 +49,7 @@ def summarise(results: list[dict], preset) -> dict:
     fracs = sorted({f for (_, _, _, f) in ft}, reverse=True)
     arms = sorted(final_step, key=lambda a: (a.split("-")[0] != "tube", a))
 
-    lines = ["| pre-training | " + " | ".join(f"fine-tune top-1, {f:g} of labels (seeds)" for f in fracs)
+    lines = ["| pre-training | " + " | ".join(f"fine-tune top-1, {_labels(f)} (seeds)" for f in fracs)
              + " | transfer (shifted) |", "|---|" + "---|" * (len(fracs) + 1)]
     for arm in ["scratch"] + arms:
         step = final_step.get(arm)
@@ -98,14 +102,14 @@ def summarise(results: list[dict], preset) -> dict:
         for f in fracs:
             d = paired(arm, "scratch", f)
             if d:
-                md.append(f"- {arm} − scratch, {f:g} of labels: {_diff_text(d)}")
+                md.append(f"- {arm} − scratch, {_labels(f)}: {_diff_text(d)}")
     for ratio, h in headline.items():
         for f in fracs:
             if f"mgm_minus_tube_f{f:g}" in h:
-                md.append(f"- ratio {ratio}: MGM − tube, {f:g} of labels: "
+                md.append(f"- ratio {ratio}: MGM − tube, {_labels(f)}: "
                           f"{_diff_text(paired(f'mgm-{ratio}', f'tube-{ratio}', f))}")
         frac = h["steps_fraction_to_match_tube"]
-        md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({preset.curve_labels:g} of labels) "
+        md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(preset.curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
                      else "at none of the checkpoints"))
     return {"finetune": {"|".join(map(str, k)): v for k, v in ft.items()},
@@ -165,7 +169,7 @@ def plot_curves(summary: dict, scratch: float | None, path: str, labels: float) 
     if scratch is not None:
         ax.axhline(scratch, color="grey", linestyle="--", label="scratch")
     ax.set_xlabel("pre-training steps")
-    ax.set_ylabel(f"fine-tune top-1 (%), {labels:g} of labels")
+    ax.set_ylabel(f"fine-tune top-1 (%), {_labels(labels)}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

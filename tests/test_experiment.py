@@ -82,7 +82,7 @@ def test_summary_pairs_seeds_for_the_difference():
     assert "| scratch | 30.0 ± 0.0 (2) |" in s["markdown"]
     assert "| tube-0.75 (12 steps) | 45.0 ± 5.0 (2) |" in s["markdown"]
     # paired diffs 20 and 10: sample std 7.07, standard error 5, t(1 df) = 12.706
-    assert "- tube-0.75 − scratch, 1 of labels: +15.0 ± 5.0 points (2 seeds; 95% CI -48.5 to +78.5)" in s["markdown"]
+    assert "- tube-0.75 − scratch, all labels: +15.0 ± 5.0 points (2 seeds; 95% CI -48.5 to +78.5)" in s["markdown"]
     assert s["curve"]["tube-0.75"] == [(12, 45.0, 5.0)]
     # A seed with an extra curve point: only seeds with every point make the curve.
     more = recs + [{"tag": "tube-0.75@6", "variant": "base", "fraction": 1.0, "seed": 1, "top1": 20.0}]
