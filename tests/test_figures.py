@@ -15,6 +15,7 @@ pytest.importorskip("skvideo")
 @pytest.mark.slow
 def test_figures_script_draws_masks_and_reconstructions(tmp_path):
     path = Path(__file__).parent.parent / "benchmarks" / "figures.py"
+    sys.path.insert(0, str(path.parent))  # as when run as a script: its sibling footage.py
     spec = importlib.util.spec_from_file_location("figures", path)
     figures = importlib.util.module_from_spec(spec)
     sys.modules["figures"] = figures
