@@ -76,14 +76,15 @@ def summarise(results: list[dict], preset) -> dict:
         curve[arm] = [(int(s), float(np.mean([runs[s, seed] for seed in seeds])),
                        float(np.std([runs[s, seed] for seed in seeds]))) for s in steps] if seeds else []
 
+    all_seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
+
     def paired(a: str, b: str, f: float) -> list:
         """a - b top-1 per seed where both exist (b = "scratch" has no step)."""
         ka, kb = ("base", a, final_step.get(a), f), ("base", b, final_step.get(b), f)
-        seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
-        return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in seeds
+        return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in all_seeds
                 if ka + (s,) in by_seed and kb + (s,) in by_seed]
 
-    headline = {}
+    headline, mgm_minus_tube = {}, {}  # ratio -> summary; (ratio, fraction) -> per-seed differences
     for ratio in sorted({a.split("-")[1] for a in arms if a.startswith(("mgm-", "tube-"))}):
         mgm, tube = f"mgm-{ratio}", f"tube-{ratio}"
         if mgm not in final_step or tube not in final_step:
@@ -92,6 +93,7 @@ def summarise(results: list[dict], preset) -> dict:
         for f in fracs:
             diffs = paired(mgm, tube, f)
             if diffs:
+                mgm_minus_tube[ratio, f] = diffs
                 h[f"mgm_minus_tube_f{f:g}"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
                 h[f"mgm_minus_tube_f{f:g}_ci95"] = _ci95(diffs)
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
@@ -105,9 +107,8 @@ def summarise(results: list[dict], preset) -> dict:
                 md.append(f"- {arm} − scratch, {_labels(f)}: {_diff_text(d)}")
     for ratio, h in headline.items():
         for f in fracs:
-            if f"mgm_minus_tube_f{f:g}" in h:
-                md.append(f"- ratio {ratio}: MGM − tube, {_labels(f)}: "
-                          f"{_diff_text(paired(f'mgm-{ratio}', f'tube-{ratio}', f))}")
+            if (ratio, f) in mgm_minus_tube:
+                md.append(f"- ratio {ratio}: MGM − tube, {_labels(f)}: {_diff_text(mgm_minus_tube[ratio, f])}")
         frac = h["steps_fraction_to_match_tube"]
         md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(preset.curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
