@@ -14,7 +14,9 @@ ratio, means over the clips and --seeds mask seeds:
                   of the object in that slot and must infer it from the other slots)
   copyable        share of masked object tokens whose patch is visible and on the object in a
                   neighbouring slot (what a model can copy across time instead of predicting)
-Writes --out (JSON) and prints the table.
+Writes --out (JSON) and prints the table. With --experiment DIR (an `mgm experiment masking`
+folder), each arm's final fine-tune top-1 there (all labels; mean, std, seeds) is set beside what
+its masks hide, printed and plotted (--plot, PNG): does hiding more of the object teach more?
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ sys.path.insert(0, ROOT)
 
 from mgm.config import Geometry  # noqa: E402
 from mgm.data.memory import MemoryClips, clip_indices, decode_split  # noqa: E402
+from mgm.experiment import Arm  # noqa: E402
 from mgm.masking import build_mask_generator  # noqa: E402
 
-ROWS = {  # row name -> (strategy, params)
-    "random": ("random", {}), "tube": ("tube", {}), "mgm": ("mgm", {}),
-    "mgm focus=0.5": ("mgm", {"focus": 0.5}), "mgm sigma=1": ("mgm", {"sigma": 1.0}),
-    "mgm sigma=4": ("mgm", {"sigma": 4.0}), "mgm no-camera-comp": ("mgm", {"camera_comp": False}),
-    "motion-topk": ("motion-topk", {}), "mgm-warp": ("mgm-warp", {}),
-}
+ROWS = (  # (strategy, params): the experiment's main and ablation arms, named as it names them
+    ("random", ()), ("tube", ()), ("mgm", ()), ("mgm", (("focus", 0.5),)), ("mgm", (("sigma", 1.0),)),
+    ("mgm", (("sigma", 4.0),)), ("mgm", (("camera_comp", False),)), ("motion-topk", ()), ("mgm-warp", ()),
+)
 
 
 def object_tokens(record: dict, idx: np.ndarray, geometry: Geometry, source_size: int) -> np.ndarray:
@@ -71,6 +72,50 @@ def measure(masks: np.ndarray, objects: np.ndarray) -> dict:
             "copyable": float((hidden & neighbour).sum() / max(hidden.sum(), 1))}
 
 
+def join(table: dict, summary: dict) -> dict:
+    """{arm: (object gone, [top-1 per seed])} for the arms of `table` that the experiment's summary
+    fine-tuned with all labels, at their last pre-training checkpoint; plus "scratch": (None, [...])."""
+    last = {}
+    for key, values in summary["finetune"].items():
+        variant, arm, steps, frac = key.split("|")
+        if variant != "base" or float(frac) != 1.0:
+            continue
+        if arm == "scratch":
+            last[arm] = (0, None, values)
+        elif arm in table and (arm not in last or int(steps) > last[arm][0]):
+            last[arm] = (int(steps), table[arm]["object gone"], values)
+    return {arm: (gone, values) for arm, (_, gone, values) in sorted(last.items())}
+
+
+def plot(joined: dict, path: str, title: str):
+    """Top-1 (mean +- std over seeds) against the share of slots whose object is wholly masked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for arm, (gone, values) in joined.items():
+        mean, std = float(np.mean(values)), float(np.std(values))  # as the report
+        if gone is None:
+            ax.axhline(mean, color="grey", ls="--", lw=1)
+            ax.text(0.01, mean, f" scratch ({len(values)})", va="bottom", color="grey",
+                    transform=ax.get_yaxis_transform())
+            continue
+        colour = "tab:red" if arm.startswith(("mgm", "motion")) else "tab:blue"
+        ax.errorbar(100 * gone, mean, yerr=std, fmt="o", color=colour, capsize=3)
+        ax.annotate(f"{arm} ({len(values)})", (100 * gone, mean), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("slots in which the mask hides the whole object (%)")
+    ax.set_ylabel("fine-tune top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.margins(x=0.2)  # room for the labels
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(ROOT, "runs", "exp_small", "data", "base"),
@@ -83,7 +128,13 @@ def main(argv=None) -> int:
     ap.add_argument("--stride", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=4, help="mask seeds per clip")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "hidden.json"))
+    ap.add_argument("--experiment", help="an experiment folder: set its fine-tune top-1 beside each arm")
+    ap.add_argument("--plot", help="with --experiment: write top-1 against 'object gone' here (PNG)")
     args = ap.parse_args(argv)
+    summary_path = args.experiment and os.path.join(args.experiment, "summary.json")
+    if summary_path and not os.path.exists(summary_path):
+        raise SystemExit(f"{args.experiment}: no summary.json (run `mgm experiment masking --out "
+                         f"{args.experiment} --report-only` after its runs)")
     if not os.path.exists(os.path.join(args.data, f"{args.split}.jsonl")):
         raise SystemExit(f"{args.data}: no {args.split}.jsonl (make one with `mgm synth {args.data} --preset small`)")
     geometry = Geometry(num_frames=args.frames, size=args.size, patch=args.patch)
@@ -97,20 +148,32 @@ def main(argv=None) -> int:
     objects = np.stack([object_tokens(r, idx, geometry, meta["size"]) for r in records])
     table = {}
     print(f"{len(records)} {args.split} clips of {args.data}, {geometry.grid} tokens, {args.seeds} mask seeds")
-    print(f"{'strategy':<20} {'ratio':>5} {'object hidden':>14} {'object gone':>12} {'copyable':>9}")
+    print(f"{'arm':<26} {'object hidden':>14} {'object gone':>12} {'copyable':>9}")
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        for name, (strategy, params) in ROWS.items():
-            gen = build_mask_generator(strategy, geometry, ratio, **params)
+        for strategy, params in ROWS:
+            gen = build_mask_generator(strategy, geometry, ratio, **dict(params))
             masks = np.stack([gen(motions[i], np.random.default_rng([seed, i]))
                               for seed in range(args.seeds) for i in range(len(records))])
             row = measure(masks, np.tile(objects, (args.seeds, 1, 1, 1)))
-            table[f"{name} {ratio:g}"] = row
-            print(f"{name:<20} {ratio:>5g} {row['object hidden']:>14.3f} {row['object gone']:>12.3f} "
-                  f"{row['copyable']:>9.3f}")
+            name = Arm(strategy, ratio, params).name
+            table[name] = row
+            print(f"{name:<26} {row['object hidden']:>14.3f} {row['object gone']:>12.3f} {row['copyable']:>9.3f}")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"data": args.data, "split": args.split, "grid": geometry.grid, "table": table}, f, indent=1)
     print(f"wrote {args.out}")
+    if summary_path:
+        recipe = json.load(open(os.path.join(args.experiment, "recipe.json")))
+        joined = join(table, json.load(open(summary_path)))
+        print(f"\nfine-tune top-1 on {recipe['eval_split']} ({args.experiment}), all labels, last checkpoint:")
+        print(f"{'arm':<26} {'object gone':>12} {'top-1':>7} {'std':>5} {'seeds':>5}")
+        for arm, (gone, values) in joined.items():
+            std = f"{np.std(values):5.1f}" if len(values) > 1 else "    —"
+            print(f"{arm:<26} {'—' if gone is None else f'{gone:.3f}':>12} {np.mean(values):7.1f} {std} {len(values):>5}")
+        if args.plot:
+            plot(joined, args.plot, f"what the mask hides vs what fine-tuning reaches "
+                                    f"({recipe['eval_split']} split, {args.split} clips' objects)")
+            print(f"wrote {args.plot}")
     return 0
 
 

@@ -44,3 +44,16 @@ def test_measure_counts_hidden_gone_and_copyable(hidden):
     assert r["object gone"] == pytest.approx(1 / 3)
     # (0,0) in slot 0 is visible in slot 1; (0,1) in slot 1 is on the object in no other slot
     assert r["copyable"] == pytest.approx(1 / 2)
+
+
+def test_join_takes_each_arms_last_all_label_fine_tune(hidden):
+    table = {"tube-0.75": {"object gone": 0.5}, "mgm-0.75": {"object gone": 0.9},
+             "mgm-0.9": {"object gone": 0.99}}
+    summary = {"finetune": {
+        "base|tube-0.75|1344|1.0": [1.0], "base|tube-0.75|4000|1.0": [27.0, 29.0],
+        "base|tube-0.75|4000|0.1": [5.0],          # a label fraction: not this view
+        "shifted|mgm-0.75|4000|1.0": [7.0],         # transfer: not this view
+        "base|mgm-0.75|4000|1.0": [30.0], "base|scratch|None|1.0": [13.0, 14.0],
+        "base|random-0.9|4000|1.0": [20.0]}}       # an arm the table does not measure
+    assert hidden.join(table, summary) == {"mgm-0.75": (0.9, [30.0]), "scratch": (None, [13.0, 14.0]),
+                                           "tube-0.75": (0.5, [27.0, 29.0])}
