@@ -77,3 +77,16 @@ def test_trajectories_are_time_centred():
             mean = np.array(ann["centre"]).mean(0)
             assert ((mean > 0.25 * 32 - 0.01) & (mean < 0.75 * 32 + 0.01)).all(), (ann["class"], mean)
             assert abs(np.log(ann["scale"]).mean()) < 1e-3
+
+
+def test_cli_clips_writes_only_the_named_splits(tmp_path, capsys):
+    from mgm.cli import main
+
+    assert main(["synth", str(tmp_path / "d"), "--seed", "3", "--clips", "dev=1", "--jobs", "1"]) == 0
+    assert not (tmp_path / "d" / "train.txt").exists()
+    assert len(read_list(tmp_path / "d" / "dev.txt")) == len(synth.CLASSES)
+    assert json.loads((tmp_path / "d" / "meta.json").read_text())["per_class"] == {"dev": 1}
+    assert main(["synth", str(tmp_path / "e"), "--clips", "dev=0"]) == 1
+    assert "--clips dev=0: expected SPLIT=N" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "f"), "--clips", "test=2"]) == 1
+    assert "unknown split 'test'" in capsys.readouterr().err and not (tmp_path / "f").exists()

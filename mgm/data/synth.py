@@ -331,6 +331,9 @@ def generate(out, preset: str = "tiny", seed: int = 0, variant: str = "base", jo
         raise MGMError(f"unknown variant {variant!r} (choose from {', '.join(VARIANTS)})")
     p = PRESETS[preset]
     counts = dict(per_class or p.per_class)
+    unknown = sorted(set(counts) - set(_SPLIT_IDS))
+    if unknown:  # before anything is written
+        raise MGMError(f"unknown split {unknown[0]!r} (train, val, dev)")
     out = Path(out)
     meta = {"preset": preset, "variant": variant, "seed": seed, "size": p.size, "num_frames": p.num_frames,
             "fps": p.fps, "classes": list(CLASSES), "per_class": counts,
@@ -346,8 +349,6 @@ def generate(out, preset: str = "tiny", seed: int = 0, variant: str = "base", jo
 
     jobs_list, rows = [], {}
     for split, k in counts.items():
-        if split not in _SPLIT_IDS:
-            raise MGMError(f"unknown split {split!r} (train, val, dev)")
         rows[split] = []
         for i in range(k * len(CLASSES)):
             label = i % len(CLASSES)
