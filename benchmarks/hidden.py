@@ -129,9 +129,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=4, help="mask seeds per clip")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "hidden.json"))
     ap.add_argument("--experiment", help="an experiment folder: set its fine-tune top-1 beside each arm")
+    ap.add_argument("--summary", help="with --experiment: the top-1 from this file instead of its summary.json, "
+                                      "e.g. OUT/rescore/dev_fresh.json (`./run bench rescore`)")
     ap.add_argument("--plot", help="with --experiment: write top-1 against 'object gone' here (PNG)")
     args = ap.parse_args(argv)
-    summary_path = args.experiment and os.path.join(args.experiment, "summary.json")
+    summary_path = args.experiment and (args.summary or os.path.join(args.experiment, "summary.json"))
     if summary_path and not os.path.exists(summary_path):
         raise SystemExit(f"{args.experiment}: no summary.json (run `mgm experiment masking --out "
                          f"{args.experiment} --report-only` after its runs)")
@@ -163,16 +165,17 @@ def main(argv=None) -> int:
         json.dump({"data": args.data, "split": args.split, "grid": geometry.grid, "table": table}, f, indent=1)
     print(f"wrote {args.out}")
     if summary_path:
-        recipe = json.load(open(os.path.join(args.experiment, "recipe.json")))
-        joined = join(table, json.load(open(summary_path)))
-        print(f"\nfine-tune top-1 on {recipe['eval_split']} ({args.experiment}), all labels, last checkpoint:")
+        summary = json.load(open(summary_path))
+        scored_on = summary.get("list") or json.load(open(os.path.join(args.experiment, "recipe.json")))["eval_split"]
+        joined = join(table, summary)
+        print(f"\nfine-tune top-1 on {scored_on} ({args.experiment}), all labels, last checkpoint:")
         print(f"{'arm':<26} {'object gone':>12} {'top-1':>7} {'std':>5} {'seeds':>5}")
         for arm, (gone, values) in joined.items():
             std = f"{np.std(values):5.1f}" if len(values) > 1 else "    —"
             print(f"{arm:<26} {'—' if gone is None else f'{gone:.3f}':>12} {np.mean(values):7.1f} {std} {len(values):>5}")
         if args.plot:
             plot(joined, args.plot, f"what the mask hides vs what fine-tuning reaches "
-                                    f"({recipe['eval_split']} split, {args.split} clips' objects)")
+                                    f"\n(top-1 on {scored_on}; masks on {args.split} clips)")
             print(f"wrote {args.plot}")
     return 0
 
