@@ -16,7 +16,8 @@ ratio, means over the clips and --seeds mask seeds:
                   neighbouring slot (what a model can copy across time instead of predicting)
 Writes --out (JSON) and prints the table. With --experiment DIR (an `mgm experiment masking`
 folder), each arm's final fine-tune top-1 there (all labels; mean, std, seeds) is set beside what
-its masks hide, printed and plotted (--plot, PNG): does hiding more of the object teach more?
+its masks hide, printed and plotted (--plot, PNG): does hiding more of the object teach more,
+and does leaving it copyable across time teach less?
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def measure(masks: np.ndarray, objects: np.ndarray) -> dict:
 
 
 def join(table: dict, summary: dict) -> dict:
-    """{arm: (object gone, [top-1 per seed])} for the arms of `table` that the experiment's summary
-    fine-tuned with all labels, at their last pre-training checkpoint; plus "scratch": (None, [...])."""
+    """{arm: (its row of `table`, [top-1 per seed])} for the arms of `table` that the experiment's
+    summary fine-tuned with all labels, at their last pre-training checkpoint; plus
+    "scratch": (None, [...])."""
     last = {}
     for key, values in summary["finetune"].items():
         variant, arm, steps, frac = key.split("|")
@@ -83,36 +85,41 @@ def join(table: dict, summary: dict) -> dict:
         if arm == "scratch":
             last[arm] = (0, None, values)
         elif arm in table and (arm not in last or int(steps) > last[arm][0]):
-            last[arm] = (int(steps), table[arm]["object gone"], values)
-    return {arm: (gone, values) for arm, (_, gone, values) in sorted(last.items())}
+            last[arm] = (int(steps), table[arm], values)
+    return {arm: (row, values) for arm, (_, row, values) in sorted(last.items())}
+
+
+PLOTTED = {"object gone": "slots in which the mask hides the whole object (%)",
+           "copyable": "masked object tokens visible in a neighbouring slot (%)"}
 
 
 def plot(joined: dict, path: str, title: str):
-    """Top-1 (mean +- std over seeds) against the share of slots whose object is wholly masked."""
+    """Top-1 (mean +- std over seeds) against each PLOTTED share, one panel each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for arm, (gone, values) in joined.items():
-        mean, std = float(np.mean(values)), float(np.std(values))  # as the report
-        if gone is None:
-            ax.axhline(mean, color="grey", ls="--", lw=1)
-            ax.text(0.01, mean, f" scratch ({len(values)})", va="bottom", color="grey",
-                    transform=ax.get_yaxis_transform())
-            continue
-        colour = "tab:red" if arm.startswith(("mgm", "motion")) else "tab:blue"
-        ax.errorbar(100 * gone, mean, yerr=std, fmt="o", color=colour, capsize=3)
-        ax.annotate(f"{arm} ({len(values)})", (100 * gone, mean), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("slots in which the mask hides the whole object (%)")
-    ax.set_ylabel("fine-tune top-1 (%)")
-    ax.set_title(title, fontsize=10)
-    ax.margins(x=0.2)  # room for the labels
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(11, 4.4), sharey=True)
+    for ax, (measure, label) in zip(axes, PLOTTED.items()):
+        for arm, (row, values) in joined.items():
+            mean, std = float(np.mean(values)), float(np.std(values))  # as the report
+            if row is None:
+                ax.axhline(mean, color="grey", ls="--", lw=1)
+                ax.text(0.01, mean, f" scratch ({len(values)})", va="bottom", color="grey",
+                        transform=ax.get_yaxis_transform())
+                continue
+            colour = "tab:red" if arm.startswith(("mgm", "motion")) else "tab:blue"
+            x = 100 * row[measure]
+            ax.errorbar(x, mean, yerr=std, fmt="o", color=colour, capsize=3)
+            ax.annotate(f"{arm} ({len(values)})", (x, mean), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xlabel(label)
+        ax.margins(x=0.25)  # room for the labels
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fine-tune top-1 (%)")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -131,7 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--experiment", help="an experiment folder: set its fine-tune top-1 beside each arm")
     ap.add_argument("--summary", help="with --experiment: the top-1 from this file instead of its summary.json, "
                                       "e.g. OUT/rescore/dev_fresh.json (`./run bench rescore`)")
-    ap.add_argument("--plot", help="with --experiment: write top-1 against 'object gone' here (PNG)")
+    ap.add_argument("--plot", help="with --experiment: write top-1 against 'object gone' and 'copyable' here (PNG)")
     args = ap.parse_args(argv)
     summary_path = args.experiment and (args.summary or os.path.join(args.experiment, "summary.json"))
     if summary_path and not os.path.exists(summary_path):
@@ -169,13 +176,15 @@ def main(argv=None) -> int:
         scored_on = summary.get("list") or json.load(open(os.path.join(args.experiment, "recipe.json")))["eval_split"]
         joined = join(table, summary)
         print(f"\nfine-tune top-1 on {scored_on} ({args.experiment}), all labels, last checkpoint:")
-        print(f"{'arm':<26} {'object gone':>12} {'top-1':>7} {'std':>5} {'seeds':>5}")
-        for arm, (gone, values) in joined.items():
+        print(f"{'arm':<26} {'object hidden':>14} {'object gone':>12} {'copyable':>9} {'top-1':>7} {'std':>5} {'seeds':>5}")
+        for arm, (row, values) in joined.items():
             std = f"{np.std(values):5.1f}" if len(values) > 1 else "    —"
-            print(f"{arm:<26} {'—' if gone is None else f'{gone:.3f}':>12} {np.mean(values):7.1f} {std} {len(values):>5}")
+            shares = " ".join(f"{'—' if row is None else f'{row[m]:.3f}':>{w}}" for m, w in
+                              (("object hidden", 14), ("object gone", 12), ("copyable", 9)))
+            print(f"{arm:<26} {shares} {np.mean(values):7.1f} {std} {len(values):>5}")
         if args.plot:
             plot(joined, args.plot, f"what the mask hides vs what fine-tuning reaches "
-                                    f"\n(top-1 on {scored_on}; masks on {args.split} clips)")
+                                    f"(top-1 on {scored_on}; masks on {args.split} clips)")
             print(f"wrote {args.plot}")
     return 0
 

@@ -55,5 +55,5 @@ def test_join_takes_each_arms_last_all_label_fine_tune(hidden):
         "shifted|mgm-0.75|4000|1.0": [7.0],         # transfer: not this view
         "base|mgm-0.75|4000|1.0": [30.0], "base|scratch|None|1.0": [13.0, 14.0],
         "base|random-0.9|4000|1.0": [20.0]}}       # an arm the table does not measure
-    assert hidden.join(table, summary) == {"mgm-0.75": (0.9, [30.0]), "scratch": (None, [13.0, 14.0]),
-                                           "tube-0.75": (0.5, [27.0, 29.0])}
+    assert hidden.join(table, summary) == {"mgm-0.75": (table["mgm-0.75"], [30.0]), "scratch": (None, [13.0, 14.0]),
+                                           "tube-0.75": (table["tube-0.75"], [27.0, 29.0])}
