@@ -133,8 +133,9 @@ def _ci95(diffs: list) -> tuple[float, float] | None:
 
 def _diff_text(diffs: list) -> str:
     ci = _ci95(diffs)
-    return (f"{np.mean(diffs):+.1f} ± {np.std(diffs):.1f} points ({len(diffs)} seeds"
-            + (f"; 95% CI {ci[0]:+.1f} to {ci[1]:+.1f})" if ci else ")"))
+    if ci is None:  # one seed: no spread to show
+        return f"{diffs[0]:+.1f} points (1 seed)"
+    return f"{np.mean(diffs):+.1f} ± {np.std(diffs):.1f} points ({len(diffs)} seeds; 95% CI {ci[0]:+.1f} to {ci[1]:+.1f})"
 
 
 def _steps_to_reach(mgm: list, tube: list) -> float | None:

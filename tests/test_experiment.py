@@ -88,6 +88,9 @@ def test_summary_pairs_seeds_for_the_difference():
     more = recs + [{"tag": "tube-0.75@6", "variant": "base", "fraction": 1.0, "seed": 1, "top1": 20.0}]
     assert summarise(more, preset)["curve"]["tube-0.75"] == [(6, 20.0, 0.0), (12, 40.0, 0.0)]
     assert s["headline"]["0.75"]["mgm_minus_tube_f1_ci95"] == pytest.approx((4 - 12.706 * 2, 4 + 12.706 * 2))
+    # One seed: the difference alone, no spread or interval.
+    one = summarise([r for r in recs if r["seed"] == 0], replace(preset, seeds=(0,)))["markdown"]
+    assert "- ratio 0.75: MGM − tube, all labels: +6.0 points (1 seed)" in one
 
 
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
