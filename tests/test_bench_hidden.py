@@ -1,23 +1,15 @@
 """`./run bench hidden`: object tokens from the synth ground truth, and the shares it reports."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from mgm.config import Geometry
 
 
 @pytest.fixture(scope="module")
 def hidden():
-    spec = importlib.util.spec_from_file_location(
-        "bench_hidden", Path(__file__).parent.parent / "benchmarks" / "hidden.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_hidden"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("hidden")
 
 
 def test_object_tokens_follow_the_recorded_object(hidden):

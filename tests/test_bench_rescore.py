@@ -1,20 +1,12 @@
 """`./run bench rescore`: which runs it scores and how it lays out their top-1."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def rescore():
-    spec = importlib.util.spec_from_file_location(
-        "bench_rescore", Path(__file__).parent.parent / "benchmarks" / "rescore.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_rescore"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rescore")
 
 
 def test_run_names_parse_like_the_experiment_names_them(rescore):

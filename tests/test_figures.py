@@ -1,12 +1,10 @@
 """`./run bench figures` end to end on real footage, at 4 pre-training steps: transcode, in-memory
 pre-training on bikes.mp4 and on bigbuckbunny.mp4, masks and reconstructions drawn on bikes.mp4."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 from PIL import Image
 
 pytest.importorskip("skvideo")
@@ -14,12 +12,7 @@ pytest.importorskip("skvideo")
 
 @pytest.mark.slow
 def test_figures_script_draws_masks_and_reconstructions(tmp_path):
-    path = Path(__file__).parent.parent / "benchmarks" / "figures.py"
-    sys.path.insert(0, str(path.parent))  # as when run as a script: its sibling footage.py
-    spec = importlib.util.spec_from_file_location("figures", path)
-    figures = importlib.util.module_from_spec(spec)
-    sys.modules["figures"] = figures
-    spec.loader.exec_module(figures)
+    figures = load_benchmark("figures")
     out = tmp_path / "figs"
     assert figures.main(["--steps", "4", "--out", str(out), "--work", str(tmp_path / "work")]) == 0
     recon = [Image.open(out / f"bikes_recon_{s}.png") for s in ("mgm", "tube", "mgm_from_bbb")]
