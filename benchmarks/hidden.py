@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     summary_path = args.experiment and (args.summary or os.path.join(args.experiment, "summary.json"))
     if summary_path and not os.path.exists(summary_path):
-        raise SystemExit(f"{args.experiment}: no summary.json (run `mgm experiment masking --out "
-                         f"{args.experiment} --report-only` after its runs)")
+        raise SystemExit(f"{summary_path}: no such file (`mgm experiment masking --out {args.experiment} "
+                         f"--report-only` writes summary.json, `./run bench rescore` the rescored ones)")
     if not os.path.exists(os.path.join(args.data, f"{args.split}.jsonl")):
         raise SystemExit(f"{args.data}: no {args.split}.jsonl (make one with `mgm synth {args.data} --preset small`)")
     geometry = Geometry(num_frames=args.frames, size=args.size, patch=args.patch)
