@@ -78,9 +78,9 @@ def summarise(results: list[dict], preset) -> dict:
 
     all_seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
 
-    def paired(a: str, b: str, f: float) -> list:
+    def paired(a: str, b: str, f: float, variant: str = "base") -> list:
         """a - b top-1 per seed where both exist (b = "scratch" has no step)."""
-        ka, kb = ("base", a, final_step.get(a), f), ("base", b, final_step.get(b), f)
+        ka, kb = (variant, a, final_step.get(a), f), (variant, b, final_step.get(b), f)
         return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in all_seeds
                 if ka + (s,) in by_seed and kb + (s,) in by_seed]
 
@@ -96,6 +96,10 @@ def summarise(results: list[dict], preset) -> dict:
                 mgm_minus_tube[ratio, f] = diffs
                 h[f"mgm_minus_tube_f{f:g}"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
                 h[f"mgm_minus_tube_f{f:g}_ci95"] = _ci95(diffs)
+        diffs = paired(mgm, tube, preset.curve_labels, "shifted")
+        if diffs:
+            h["transfer_mgm_minus_tube"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
+            h["transfer_mgm_minus_tube_ci95"] = _ci95(diffs)
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
         headline[ratio] = h
 
@@ -105,10 +109,16 @@ def summarise(results: list[dict], preset) -> dict:
             d = paired(arm, "scratch", f)
             if d:
                 md.append(f"- {arm} − scratch, {_labels(f)}: {_diff_text(d)}")
+        d = paired(arm, "scratch", preset.curve_labels, "shifted")
+        if d:
+            md.append(f"- {arm} − scratch, transfer to the shifted variant: {_diff_text(d)}")
     for ratio, h in headline.items():
         for f in fracs:
             if (ratio, f) in mgm_minus_tube:
                 md.append(f"- ratio {ratio}: MGM − tube, {_labels(f)}: {_diff_text(mgm_minus_tube[ratio, f])}")
+        if "transfer_mgm_minus_tube" in h:
+            md.append(f"- ratio {ratio}: MGM − tube, transfer to the shifted variant: "
+                      + _diff_text(paired(mgm, tube, preset.curve_labels, "shifted")))
         frac = h["steps_fraction_to_match_tube"]
         md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(preset.curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None

@@ -93,6 +93,23 @@ def test_summary_pairs_seeds_for_the_difference():
     assert "- ratio 0.75: MGM − tube, all labels: +6.0 points (1 seed)" in one
 
 
+def test_summary_pairs_transfer_seeds_apart_from_the_base_benchmark():
+    preset = replace(PRESETS["smoke"], seeds=(0, 1), label_fractions=(1.0,), curve_labels=1.0)
+    recs = []
+    for seed, (t, m, s) in enumerate([(30.0, 33.0, 20.0), (20.0, 21.0, 10.0)]):
+        recs += [{"tag": tag, "variant": "shifted", "fraction": 1.0, "seed": seed, "top1": v}
+                 for tag, v in (("tube-0.75@12", t), ("mgm-0.75@12", m), ("scratch", s))]
+        recs += [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 50.0},
+                 {"tag": "mgm-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 40.0}]
+    s = summarise(recs, preset)
+    h = s["headline"]["0.75"]
+    assert h["transfer_mgm_minus_tube"] == (pytest.approx(2.0), pytest.approx(1.0), 2)
+    assert h["mgm_minus_tube_f1"] == (pytest.approx(-10.0), pytest.approx(0.0), 2)  # base kept apart
+    assert "| tube-0.75 (12 steps) | 50.0 ± 0.0 (2) | 25.0 ± 5.0 (2) |" in s["markdown"]
+    assert "- tube-0.75 − scratch, transfer to the shifted variant: +10.0 ± 0.0 points" in s["markdown"]
+    assert "- ratio 0.75: MGM − tube, transfer to the shifted variant: +2.0 ± 1.0 points (2 seeds" in s["markdown"]
+
+
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
     from mgm.probe import linear_probe
 
