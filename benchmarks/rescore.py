@@ -8,11 +8,13 @@ generated set (`mgm synth runs/dev_fresh --preset small --seed 7 --clips dev=200
 ~0.9 points) scores the same fine-tuned checkpoints far more precisely, and is still not the split
 the experiment reports (val).
 
-For each OUT/runs/finetune-base-*-f1-s* run (all labels, base benchmark) it runs `mgm eval` on the
-run's last checkpoint with the list as the val list (cached in OUT/rescore/<list name>/<run>.json,
-so a second call only scores new runs), prints a table and writes OUT/rescore/<list name>.json in
-the layout of the experiment's summary.json ({"finetune": {"base|ARM|STEPS|1.0": [top-1 per
-seed]}}), which `./run bench hidden --experiment OUT --summary ...` reads.
+For each stored all-label fine-tune of the base benchmark (OUT/results/finetune__base__*__f1__*.json)
+it runs `mgm eval` on the run's last checkpoint with the list as the val list (cached in
+OUT/rescore/<list name>/<run>.json, so a second call only scores new runs), and passes the rescored
+records through the experiment's own report (mgm.report.summarise): the printed table and
+differences, and OUT/rescore/<list name>.json in the layout of the experiment's summary.json
+({"finetune": {"base|ARM|STEPS|1.0": [top-1 per seed]}, ...}), which `./run bench hidden
+--experiment OUT --summary ...` reads.
 """
 
 from __future__ import annotations
@@ -20,32 +22,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
-
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-RUN = re.compile(r"finetune-base-(?P<arm>.+?)(?:@(?P<steps>\d+))?-f1-s(?P<seed>\d+)$")
 
+def all_label_finetunes(out: Path) -> list[tuple[dict, Path]]:
+    """The experiment's stored all-label fine-tunes of the base benchmark, in seed order, each with
+    its run folder: [(record, OUT/runs/<run>)]."""
+    from mgm.experiment import finetune_run_name
 
-def parse_run(name: str) -> tuple[str, str, int] | None:
-    """'finetune-base-mgm-0.75-focus0.5@4000-f1-s0' -> ('mgm-0.75-focus0.5', '4000', 0);
-    scratch runs have steps 'None' (as in summary.json); other runs -> None."""
-    m = RUN.match(name)
-    return (m["arm"], m["steps"] or "None", int(m["seed"])) if m else None
-
-
-def collect(scores: dict[str, float]) -> dict:
-    """{run name: top-1} -> {"base|ARM|STEPS|1.0": [top-1 in seed order]}."""
-    by_key: dict[str, list] = {}
-    for name, top1 in scores.items():
-        arm, steps, seed = parse_run(name)
-        by_key.setdefault(f"base|{arm}|{steps}|1.0", []).append((seed, top1))
-    return {k: [t for _, t in sorted(v)] for k, v in sorted(by_key.items())}
+    recs = [json.loads(f.read_text()) for f in sorted((out / "results").glob("finetune__base__*.json"))]
+    recs = sorted((r for r in recs if r["fraction"] >= 1), key=lambda r: (r["seed"], r["tag"]))
+    return [(r, out / "runs" / finetune_run_name(r["tag"], r["fraction"], r["seed"], r["variant"]))
+            for r in recs]
 
 
 def main(argv=None) -> int:
@@ -55,17 +47,18 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     from mgm.cli import main as mgm
+    from mgm.report import summarise
 
     out, lst = Path(args.experiment), Path(args.list)
     if not lst.exists():
         raise SystemExit(f"{lst}: no such list (make one with `mgm synth DIR --preset small --seed 7 --clips dev=200`)")
-    runs = sorted(r for r in (out / "runs").glob("finetune-base-*") if parse_run(r.name))
+    runs = all_label_finetunes(out)
     if not runs:
-        raise SystemExit(f"{out}: no all-label fine-tuning runs under {out / 'runs'}")
+        raise SystemExit(f"{out}: no all-label fine-tuning results under {out / 'results'}")
     cache = out / "rescore" / lst.parent.name
     cache.mkdir(parents=True, exist_ok=True)
-    scores = {}
-    for run in runs:
+    rescored = []
+    for rec, run in runs:
         path = cache / f"{run.name}.json"
         ckpts = sorted(run.glob("ckpt-*.pt"))
         if not path.exists() and ckpts:
@@ -75,17 +68,15 @@ def main(argv=None) -> int:
             if code:
                 raise SystemExit(f"{run}: mgm eval failed")
         if path.exists():
-            scores[run.name] = json.loads(path.read_text())["top1"]
-    table = collect(scores)
-    print(f"top-1 (%) on {lst} ({sum(1 for _ in open(lst))} clips), all-label fine-tunes of {out}")
-    print(f"{'arm':<28} {'steps':>5} {'mean':>6} {'std':>5}  per seed")
-    for key, values in table.items():
-        _, arm, steps, _ = key.split("|")
-        print(f"{arm:<28} {steps:>5} {np.mean(values):6.1f} {np.std(values):5.1f}  "
-              + " ".join(f"{v:.1f}" for v in values))
-    summary = cache.parent / f"{lst.parent.name}.json"
-    summary.write_text(json.dumps({"list": str(lst), "finetune": table}, indent=1))
-    print(f"wrote {summary}")
+            rescored.append({**rec, "top1": json.loads(path.read_text())["top1"]})
+        else:
+            print(f"{run}: no checkpoint, not scored")
+    summary = summarise(rescored, curve_labels=1.0)
+    print(f"top-1 (%) on {lst} ({sum(1 for _ in open(lst))} clips), all-label fine-tunes of {out}\n")
+    print(summary["markdown"])
+    path = cache.parent / f"{lst.parent.name}.json"
+    path.write_text(json.dumps({"list": str(lst), **summary}, indent=1))
+    print(f"wrote {path}")
     return 0
 
 

@@ -136,6 +136,11 @@ def _num_clips(list_file: Path) -> int:
     return len(read_list(list_file))
 
 
+def finetune_run_name(tag: str, frac: float, seed: int, variant: str = "base") -> str:
+    """The folder (under OUT/runs/) of one fine-tuning run, e.g. 'finetune-base-mgm-0.75@4000-f1-s0'."""
+    return f"finetune-{variant}-{tag}-f{frac:g}-s{seed}"
+
+
 def train_list(root: Path, frac: float) -> Path:
     return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
 
@@ -291,7 +296,7 @@ class Runner:
         tlist = train_list(root, frac)
         per_epoch = max(1, _num_clips(tlist) // p.finetune_batch)
         epochs = -(-p.finetune_steps // per_epoch)
-        cfg = self._config("finetune", f"finetune-{variant}-{tag}-f{frac:g}-s{seed}", root,
+        cfg = self._config("finetune", finetune_run_name(tag, frac, seed, variant), root,
                            tlist, seed, model={"init": init or ""},
                            data={"batch_size": p.finetune_batch},
                            optim={"epochs": epochs, "max_steps": p.finetune_steps,
@@ -451,7 +456,7 @@ class Runner:
         from mgm.report import plot_curves
 
         p = self.preset
-        summary = summarise(self.all_results(), p)
+        summary = summarise(self.all_results(), p.curve_labels)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         (self.out / "results.md").write_text(summary["markdown"] + "\n")
         scratch = summary["finetune"].get(f"base|scratch|None|{p.curve_labels}")

@@ -25,8 +25,9 @@ def _split_tag(tag: str) -> tuple[str, int | None]:
     return arm, int(step) if step else None
 
 
-def summarise(results: list[dict], preset) -> dict:
-    """results: the experiment's stored JSON records. Returns {"finetune": rows, "probe": rows,
+def summarise(results: list[dict], curve_labels: float) -> dict:
+    """results: the experiment's stored JSON records; curve_labels: the label fraction of the curve's
+    (and the transfer's) fine-tunes. Returns {"finetune": rows, "probe": rows,
     "headline": {...}, "curve": {arm: [(step, mean, std)]}, "markdown": str}."""
     ft = defaultdict(list)   # (variant, arm, step, fraction) -> [top1 per seed]
     by_seed = {}             # (variant, arm, step, fraction, seed) -> top1
@@ -54,7 +55,7 @@ def summarise(results: list[dict], preset) -> dict:
     for arm in ["scratch"] + arms:
         step = final_step.get(arm)
         cells = [_ms(ft.get(("base", arm, step, f), [])) for f in fracs]
-        tr = _ms(ft.get(("shifted", arm, step, preset.curve_labels), []))
+        tr = _ms(ft.get(("shifted", arm, step, curve_labels), []))
         lines.append(f"| {arm}{'' if step is None else f' ({step} steps)'} | " + " | ".join(cells)
                      + f" | {tr} |")
     table = "\n".join(lines)
@@ -70,7 +71,7 @@ def summarise(results: list[dict], preset) -> dict:
     curve = {}
     for arm in arms:
         runs = {(s, seed): v for (var, a, s, f, seed), v in by_seed.items()
-                if var == "base" and a == arm and f == preset.curve_labels}
+                if var == "base" and a == arm and f == curve_labels}
         steps = sorted({s for s, _ in runs})
         seeds = [seed for seed in sorted({seed for _, seed in runs}) if all((s, seed) in runs for s in steps)]
         curve[arm] = [(int(s), float(np.mean([runs[s, seed] for seed in seeds])),
@@ -96,20 +97,20 @@ def summarise(results: list[dict], preset) -> dict:
                 mgm_minus_tube[ratio, f] = diffs
                 h[f"mgm_minus_tube_f{f:g}"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
                 h[f"mgm_minus_tube_f{f:g}_ci95"] = _ci95(diffs)
-        diffs = paired(mgm, tube, preset.curve_labels, "shifted")
+        diffs = paired(mgm, tube, curve_labels, "shifted")
         if diffs:
             h["transfer_mgm_minus_tube"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
             h["transfer_mgm_minus_tube_ci95"] = _ci95(diffs)
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
         headline[ratio] = h
 
-    md = [table, "", probe_table, ""]
+    md = [table, ""] + ([probe_table, ""] if probes else [])
     for arm in arms:
         for f in fracs:
             d = paired(arm, "scratch", f)
             if d:
                 md.append(f"- {arm} − scratch, {_labels(f)}: {_diff_text(d)}")
-        d = paired(arm, "scratch", preset.curve_labels, "shifted")
+        d = paired(arm, "scratch", curve_labels, "shifted")
         if d:
             md.append(f"- {arm} − scratch, transfer to the shifted variant: {_diff_text(d)}")
     for ratio, h in headline.items():
@@ -118,9 +119,9 @@ def summarise(results: list[dict], preset) -> dict:
                 md.append(f"- ratio {ratio}: MGM − tube, {_labels(f)}: {_diff_text(mgm_minus_tube[ratio, f])}")
         if "transfer_mgm_minus_tube" in h:
             md.append(f"- ratio {ratio}: MGM − tube, transfer to the shifted variant: "
-                      + _diff_text(paired(mgm, tube, preset.curve_labels, "shifted")))
+                      + _diff_text(paired(mgm, tube, curve_labels, "shifted")))
         frac = h["steps_fraction_to_match_tube"]
-        md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(preset.curve_labels)}) "
+        md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
                      else "at none of the checkpoints"))
     return {"finetune": {"|".join(map(str, k)): v for k, v in ft.items()},

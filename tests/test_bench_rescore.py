@@ -1,4 +1,6 @@
-"""`./run bench rescore`: which runs it scores and how it lays out their top-1."""
+"""`./run bench rescore`: which runs it scores, and that it reproduces the experiment's own scores."""
+
+import json
 
 import pytest
 from conftest import load_benchmark
@@ -9,19 +11,34 @@ def rescore():
     return load_benchmark("rescore")
 
 
-def test_run_names_parse_like_the_experiment_names_them(rescore):
-    from mgm.experiment import Arm
+def test_it_takes_the_all_label_base_fine_tunes_in_seed_order(rescore, tmp_path):
+    recs = {"finetune__base__tube-0.75@4000__f1__s1": ("tube-0.75@4000", "base", 1.0, 1),
+            "finetune__base__scratch__f1__s0": ("scratch", "base", 1.0, 0),
+            "finetune__base__tube-0.75@4000__f1__s0": ("tube-0.75@4000", "base", 1.0, 0),
+            "finetune__base__tube-0.75@1344__f0.1__s0": ("tube-0.75@1344", "base", 0.1, 0),    # 10% of labels
+            "finetune__shifted__tube-0.75@4000__f1__s0": ("tube-0.75@4000", "shifted", 1.0, 0)}  # transfer
+    (tmp_path / "results").mkdir()
+    for name, (tag, variant, frac, seed) in recs.items():
+        (tmp_path / "results" / f"{name}.json").write_text(json.dumps(
+            {"tag": tag, "variant": variant, "fraction": frac, "seed": seed, "top1": 10.0}))
+    (tmp_path / "results" / "pretrain__tube-0.75__s0.json").write_text(json.dumps({"seed": 0}))
+    got = [run.name for _, run in rescore.all_label_finetunes(tmp_path)]
+    assert got == ["finetune-base-scratch-f1-s0", "finetune-base-tube-0.75@4000-f1-s0",
+                   "finetune-base-tube-0.75@4000-f1-s1"]
 
-    arm = Arm("mgm", 0.75, (("focus", 0.5),)).name
-    assert rescore.parse_run(f"finetune-base-{arm}@4000-f1-s2") == ("mgm-0.75-focus0.5", "4000", 2)
-    assert rescore.parse_run("finetune-base-scratch-f1-s10") == ("scratch", "None", 10)
-    assert rescore.parse_run("finetune-base-tube-0.75@1344-f0.1-s0") is None    # 10% of labels
-    assert rescore.parse_run("finetune-shifted-tube-0.75@4000-f1-s0") is None   # transfer
-    assert rescore.parse_run("pretrain-tube-0.75-s0") is None
 
+@pytest.mark.slow
+def test_rescoring_on_the_experiments_own_list_reproduces_its_scores(rescore, tmp_path, capsys):
+    """The same checkpoints on the same list must give the stored top-1 exactly: this checks the run
+    folders it finds (named by the experiment) and the evaluation path together."""
+    from mgm.cli import main
 
-def test_collect_orders_each_cell_by_seed(rescore):
-    scores = {"finetune-base-tube-0.75@4000-f1-s1": 20.0, "finetune-base-tube-0.75@4000-f1-s0": 30.0,
-              "finetune-base-tube-0.75@1344-f1-s0": 25.0, "finetune-base-scratch-f1-s0": 12.5}
-    assert rescore.collect(scores) == {"base|scratch|None|1.0": [12.5], "base|tube-0.75|1344|1.0": [25.0],
-                                       "base|tube-0.75|4000|1.0": [30.0, 20.0]}
+    out = tmp_path / "smoke"
+    assert main(["experiment", "masking", "--preset", "smoke", "--out", str(out), "--threads", "1",
+                 "--curve", "1.0", "--fractions", "1.0", "--no-probe", "--no-transfer"]) == 0
+    assert rescore.main([str(out), str(out / "data" / "base" / "val.txt")]) == 0
+    stored = json.loads((out / "summary.json").read_text())["finetune"]
+    again = json.loads((out / "rescore" / "base.json").read_text())["finetune"]
+    assert set(again) == {"base|scratch|None|1.0", "base|tube-0.75|12|1.0", "base|mgm-0.75|12|1.0"}
+    assert again == stored
+    assert "| mgm-0.75 (12 steps) |" in capsys.readouterr().out

@@ -1,7 +1,6 @@
 """The masking experiment end to end at smoke size, its resumability, and the report arithmetic."""
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -70,13 +69,12 @@ def test_steps_to_reach_interpolates():
 
 
 def test_summary_pairs_seeds_for_the_difference():
-    preset = replace(PRESETS["smoke"], seeds=(0, 1), label_fractions=(1.0,), curve_labels=1.0)
     recs = []
     for seed, (t, m) in enumerate([(50.0, 56.0), (40.0, 42.0)]):
         recs += [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": t},
                  {"tag": "mgm-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": m},
                  {"tag": "scratch", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 30.0}]
-    s = summarise(recs, preset)
+    s = summarise(recs, 1.0)
     mean, std, n = s["headline"]["0.75"]["mgm_minus_tube_f1"]
     assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2.0), 2)
     assert "| scratch | 30.0 ± 0.0 (2) |" in s["markdown"]
@@ -86,22 +84,21 @@ def test_summary_pairs_seeds_for_the_difference():
     assert s["curve"]["tube-0.75"] == [(12, 45.0, 5.0)]
     # A seed with an extra curve point: only seeds with every point make the curve.
     more = recs + [{"tag": "tube-0.75@6", "variant": "base", "fraction": 1.0, "seed": 1, "top1": 20.0}]
-    assert summarise(more, preset)["curve"]["tube-0.75"] == [(6, 20.0, 0.0), (12, 40.0, 0.0)]
+    assert summarise(more, 1.0)["curve"]["tube-0.75"] == [(6, 20.0, 0.0), (12, 40.0, 0.0)]
     assert s["headline"]["0.75"]["mgm_minus_tube_f1_ci95"] == pytest.approx((4 - 12.706 * 2, 4 + 12.706 * 2))
     # One seed: the difference alone, no spread or interval.
-    one = summarise([r for r in recs if r["seed"] == 0], replace(preset, seeds=(0,)))["markdown"]
+    one = summarise([r for r in recs if r["seed"] == 0], 1.0)["markdown"]
     assert "- ratio 0.75: MGM − tube, all labels: +6.0 points (1 seed)" in one
 
 
 def test_summary_pairs_transfer_seeds_apart_from_the_base_benchmark():
-    preset = replace(PRESETS["smoke"], seeds=(0, 1), label_fractions=(1.0,), curve_labels=1.0)
     recs = []
     for seed, (t, m, s) in enumerate([(30.0, 33.0, 20.0), (20.0, 21.0, 10.0)]):
         recs += [{"tag": tag, "variant": "shifted", "fraction": 1.0, "seed": seed, "top1": v}
                  for tag, v in (("tube-0.75@12", t), ("mgm-0.75@12", m), ("scratch", s))]
         recs += [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 50.0},
                  {"tag": "mgm-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 40.0}]
-    s = summarise(recs, preset)
+    s = summarise(recs, 1.0)
     h = s["headline"]["0.75"]
     assert h["transfer_mgm_minus_tube"] == (pytest.approx(2.0), pytest.approx(1.0), 2)
     assert h["mgm_minus_tube_f1"] == (pytest.approx(-10.0), pytest.approx(0.0), 2)  # base kept apart
