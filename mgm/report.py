@@ -85,7 +85,7 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
         return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in all_seeds
                 if ka + (s,) in by_seed and kb + (s,) in by_seed]
 
-    headline, mgm_minus_tube = {}, {}  # ratio -> summary; (ratio, fraction) -> per-seed differences
+    headline, mgm_minus_tube = {}, {}  # ratio -> summary; (ratio, fraction | "shifted") -> per-seed differences
     for ratio in sorted({a.split("-")[1] for a in arms if a.startswith(("mgm-", "tube-"))}):
         mgm, tube = f"mgm-{ratio}", f"tube-{ratio}"
         if mgm not in final_step or tube not in final_step:
@@ -99,6 +99,7 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
                 h[f"mgm_minus_tube_f{f:g}_ci95"] = _ci95(diffs)
         diffs = paired(mgm, tube, curve_labels, "shifted")
         if diffs:
+            mgm_minus_tube[ratio, "shifted"] = diffs
             h["transfer_mgm_minus_tube"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
             h["transfer_mgm_minus_tube_ci95"] = _ci95(diffs)
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
@@ -117,9 +118,9 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
         for f in fracs:
             if (ratio, f) in mgm_minus_tube:
                 md.append(f"- ratio {ratio}: MGM − tube, {_labels(f)}: {_diff_text(mgm_minus_tube[ratio, f])}")
-        if "transfer_mgm_minus_tube" in h:
+        if (ratio, "shifted") in mgm_minus_tube:
             md.append(f"- ratio {ratio}: MGM − tube, transfer to the shifted variant: "
-                      + _diff_text(paired(mgm, tube, curve_labels, "shifted")))
+                      + _diff_text(mgm_minus_tube[ratio, "shifted"]))
         frac = h["steps_fraction_to_match_tube"]
         md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None

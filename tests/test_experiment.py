@@ -98,7 +98,11 @@ def test_summary_pairs_transfer_seeds_apart_from_the_base_benchmark():
                  for tag, v in (("tube-0.75@12", t), ("mgm-0.75@12", m), ("scratch", s))]
         recs += [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 50.0},
                  {"tag": "mgm-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 40.0}]
+    # A second ratio, whose transfer differences must not be reported for the first.
+    recs += [{"tag": tag, "variant": "shifted", "fraction": 1.0, "seed": 0, "top1": v}
+             for tag, v in (("tube-0.9@12", 10.0), ("mgm-0.9@12", 17.0))]
     s = summarise(recs, 1.0)
+    assert "- ratio 0.9: MGM − tube, transfer to the shifted variant: +7.0 points (1 seed)" in s["markdown"]
     h = s["headline"]["0.75"]
     assert h["transfer_mgm_minus_tube"] == (pytest.approx(2.0), pytest.approx(1.0), 2)
     assert h["mgm_minus_tube_f1"] == (pytest.approx(-10.0), pytest.approx(0.0), 2)  # base kept apart
