@@ -85,42 +85,36 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
         return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in all_seeds
                 if ka + (s,) in by_seed and kb + (s,) in by_seed]
 
-    headline, mgm_minus_tube = {}, {}  # ratio -> summary; (ratio, fraction | "shifted") -> per-seed differences
+    # The conditions every difference is reported for: each label fraction on the base benchmark,
+    # and the transfer fine-tunes. (text, label fraction, variant, headline key)
+    conditions = [(_labels(f), f, "base", f"mgm_minus_tube_f{f:g}") for f in fracs]
+    conditions.append(("transfer to the shifted variant", curve_labels, "shifted", "transfer_mgm_minus_tube"))
+
+    headline, mgm_minus_tube = {}, {}  # ratio -> summary; (ratio, condition text) -> per-seed differences
     for ratio in sorted({a.split("-")[1] for a in arms if a.startswith(("mgm-", "tube-"))}):
         mgm, tube = f"mgm-{ratio}", f"tube-{ratio}"
         if mgm not in final_step or tube not in final_step:
             continue
         h = {}
-        for f in fracs:
-            diffs = paired(mgm, tube, f)
+        for text, f, variant, key in conditions:
+            diffs = paired(mgm, tube, f, variant)
             if diffs:
-                mgm_minus_tube[ratio, f] = diffs
-                h[f"mgm_minus_tube_f{f:g}"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
-                h[f"mgm_minus_tube_f{f:g}_ci95"] = _ci95(diffs)
-        diffs = paired(mgm, tube, curve_labels, "shifted")
-        if diffs:
-            mgm_minus_tube[ratio, "shifted"] = diffs
-            h["transfer_mgm_minus_tube"] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
-            h["transfer_mgm_minus_tube_ci95"] = _ci95(diffs)
+                mgm_minus_tube[ratio, text] = diffs
+                h[key] = (float(np.mean(diffs)), float(np.std(diffs)), len(diffs))
+                h[key + "_ci95"] = _ci95(diffs)
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
         headline[ratio] = h
 
     md = [table, ""] + ([probe_table, ""] if probes else [])
     for arm in arms:
-        for f in fracs:
-            d = paired(arm, "scratch", f)
+        for text, f, variant, _ in conditions:
+            d = paired(arm, "scratch", f, variant)
             if d:
-                md.append(f"- {arm} − scratch, {_labels(f)}: {_diff_text(d)}")
-        d = paired(arm, "scratch", curve_labels, "shifted")
-        if d:
-            md.append(f"- {arm} − scratch, transfer to the shifted variant: {_diff_text(d)}")
+                md.append(f"- {arm} − scratch, {text}: {_diff_text(d)}")
     for ratio, h in headline.items():
-        for f in fracs:
-            if (ratio, f) in mgm_minus_tube:
-                md.append(f"- ratio {ratio}: MGM − tube, {_labels(f)}: {_diff_text(mgm_minus_tube[ratio, f])}")
-        if (ratio, "shifted") in mgm_minus_tube:
-            md.append(f"- ratio {ratio}: MGM − tube, transfer to the shifted variant: "
-                      + _diff_text(mgm_minus_tube[ratio, "shifted"]))
+        for text, *_ in conditions:
+            if (ratio, text) in mgm_minus_tube:
+                md.append(f"- ratio {ratio}: MGM − tube, {text}: {_diff_text(mgm_minus_tube[ratio, text])}")
         frac = h["steps_fraction_to_match_tube"]
         md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
