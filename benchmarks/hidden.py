@@ -36,6 +36,7 @@ from mgm.config import Geometry  # noqa: E402
 from mgm.data.memory import MemoryClips, clip_indices, decode_split  # noqa: E402
 from mgm.experiment import Arm  # noqa: E402
 from mgm.masking import build_mask_generator  # noqa: E402
+from mgm.report import seed_std  # noqa: E402
 
 ROWS = (  # (strategy, params): the experiment's main and ablation arms, named as it names them
     ("random", ()), ("tube", ()), ("mgm", ()), ("mgm", (("focus", 0.5),)), ("mgm", (("sigma", 1.0),)),
@@ -103,7 +104,7 @@ def plot(joined: dict, path: str, title: str):
     fig, axes = plt.subplots(1, len(PLOTTED), figsize=(11, 4.4), sharey=True)
     for ax, (measure, label) in zip(axes, PLOTTED.items()):
         for arm, (row, values) in joined.items():
-            mean, std = float(np.mean(values)), float(np.std(values))  # as the report
+            mean, std = float(np.mean(values)), seed_std(values)
             if row is None:
                 ax.axhline(mean, color="grey", ls="--", lw=1)
                 ax.text(0.01, mean, f" scratch ({len(values)})", va="bottom", color="grey",
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
         print(f"\nfine-tune top-1 on {scored_on} ({args.experiment}), all labels, last checkpoint:")
         print(f"{'arm':<26} {'object hidden':>14} {'object gone':>12} {'copyable':>9} {'top-1':>7} {'std':>5} {'seeds':>5}")
         for arm, (row, values) in joined.items():
-            std = f"{np.std(values):5.1f}" if len(values) > 1 else "    —"
+            std = f"{seed_std(values):5.1f}" if len(values) > 1 else "    —"
             shares = " ".join(f"{'—' if row is None else f'{row[m]:.3f}':>{w}}" for m, w in
                               (("object hidden", 14), ("object gone", 12), ("copyable", 9)))
             print(f"{arm:<26} {shares} {np.mean(values):7.1f} {std} {len(values):>5}")

@@ -76,12 +76,12 @@ def test_summary_pairs_seeds_for_the_difference():
                  {"tag": "scratch", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 30.0}]
     s = summarise(recs, 1.0)
     mean, std, n = s["headline"]["0.75"]["mgm_minus_tube_f1"]
-    assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2.0), 2)
+    assert (mean, std, n) == (pytest.approx(4.0), pytest.approx(2 ** 1.5), 2)  # diffs 6, 2: sample std
     assert "| scratch | 30.0 ± 0.0 (2) |" in s["markdown"]
-    assert "| tube-0.75 (12 steps) | 45.0 ± 5.0 (2) |" in s["markdown"]
-    # paired diffs 20 and 10: sample std 7.07, standard error 5, t(1 df) = 12.706
-    assert "- tube-0.75 − scratch, all labels: +15.0 ± 5.0 points (2 seeds; 95% CI -48.5 to +78.5)" in s["markdown"]
-    assert s["curve"]["tube-0.75"] == [(12, 45.0, 5.0)]
+    assert "| tube-0.75 (12 steps) | 45.0 ± 7.1 (2) |" in s["markdown"]
+    # paired diffs 20 and 10: sample std 7.07 (the ± shown), standard error 5, t(1 df) = 12.706
+    assert "- tube-0.75 − scratch, all labels: +15.0 ± 7.1 points (2 seeds; 95% CI -48.5 to +78.5)" in s["markdown"]
+    assert s["curve"]["tube-0.75"] == [(12, 45.0, pytest.approx(50 ** 0.5))]
     # A seed with an extra curve point: only seeds with every point make the curve.
     more = recs + [{"tag": "tube-0.75@6", "variant": "base", "fraction": 1.0, "seed": 1, "top1": 20.0}]
     assert summarise(more, 1.0)["curve"]["tube-0.75"] == [(6, 20.0, 0.0), (12, 40.0, 0.0)]
@@ -89,6 +89,13 @@ def test_summary_pairs_seeds_for_the_difference():
     # One seed: the difference alone, no spread or interval.
     one = summarise([r for r in recs if r["seed"] == 0], 1.0)["markdown"]
     assert "- ratio 0.75: MGM − tube, all labels: +6.0 points (1 seed)" in one
+
+
+def test_t_quantiles_match_scipy():
+    from mgm.report import _T95
+    st = pytest.importorskip("scipy.stats")  # a test dependency through scikit-video
+    for df, t in _T95.items():
+        assert t == pytest.approx(st.t.ppf(0.975, df), abs=6e-4), df
 
 
 def test_summary_pairs_transfer_seeds_apart_from_the_base_benchmark():
@@ -104,11 +111,11 @@ def test_summary_pairs_transfer_seeds_apart_from_the_base_benchmark():
     s = summarise(recs, 1.0)
     assert "- ratio 0.9: MGM − tube, transfer to the shifted variant: +7.0 points (1 seed)" in s["markdown"]
     h = s["headline"]["0.75"]
-    assert h["transfer_mgm_minus_tube"] == (pytest.approx(2.0), pytest.approx(1.0), 2)
+    assert h["transfer_mgm_minus_tube"] == (pytest.approx(2.0), pytest.approx(2 ** 0.5), 2)
     assert h["mgm_minus_tube_f1"] == (pytest.approx(-10.0), pytest.approx(0.0), 2)  # base kept apart
-    assert "| tube-0.75 (12 steps) | 50.0 ± 0.0 (2) | 25.0 ± 5.0 (2) |" in s["markdown"]
+    assert "| tube-0.75 (12 steps) | 50.0 ± 0.0 (2) | 25.0 ± 7.1 (2) |" in s["markdown"]
     assert "- tube-0.75 − scratch, transfer to the shifted variant: +10.0 ± 0.0 points" in s["markdown"]
-    assert "- ratio 0.75: MGM − tube, transfer to the shifted variant: +2.0 ± 1.0 points (2 seeds" in s["markdown"]
+    assert "- ratio 0.75: MGM − tube, transfer to the shifted variant: +2.0 ± 1.4 points (2 seeds" in s["markdown"]
 
 
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
