@@ -1,6 +1,7 @@
 """Synthetic motion benchmark: determinism, layout, and motion vectors that match the ground truth."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from mgm import codec
 from mgm.data import synth
 from mgm.data.lists import read_list
+from mgm.data.synth import Scene
 from mgm.errors import MGMError
 
 
@@ -90,3 +92,19 @@ def test_cli_clips_writes_only_the_named_splits(tmp_path, capsys):
     assert "--clips dev=0: expected SPLIT=N" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "f"), "--clips", "test=2"]) == 1
     assert "unknown split 'test'" in capsys.readouterr().err and not (tmp_path / "f").exists()
+
+
+def test_small_large_is_small_with_a_larger_main_object(tmp_path):
+    """Same seed, same clip: the radius is drawn from the same random number, so every annotation
+    but the radius matches `small`, and the radius maps linearly onto the 1.5x range."""
+    from mgm.cli import main
+
+    assert synth.PRESETS["small-large"] == replace(synth.PRESETS["small"], scene=Scene(radius=(0.165, 0.27)))
+    for preset in ("small", "small-large"):
+        assert main(["synth", str(tmp_path / preset), "--preset", preset, "--clips", "dev=1", "--jobs", "2"]) == 0
+    small, large = ([json.loads(line) for line in open(tmp_path / p / "dev.jsonl")] for p in ("small", "small-large"))
+    assert [a["class"] for a in large] == list(synth.CLASSES)
+    for a, b in zip(small, large):
+        u = (a["radius"] / 96 - 0.11) / 0.07  # the uniform draw behind the radius, in [0, 1]
+        assert 0 <= u <= 1 and b["radius"] == pytest.approx((0.165 + u * 0.105) * 96, abs=0.02)  # both rounded to 0.01 px
+        assert {k: v for k, v in a.items() if k != "radius"} == {k: v for k, v in b.items() if k != "radius"}

@@ -60,6 +60,20 @@ def test_arm_names_and_unknown_arms(tmp_path):
                  "--out", str(tmp_path)]) == 1
 
 
+def test_large_preset_is_small_recipe_on_larger_objects():
+    """Only the data differs from `small` in what a run does (the rest is which runs to make), so
+    the two benchmarks' figures compare like for like."""
+    from dataclasses import asdict
+
+    from mgm.data import synth
+    from mgm.experiment import Runner
+
+    small, large = asdict(PRESETS["small"]), asdict(PRESETS["large"])
+    assert sorted(k for k in small if small[k] != large[k] and k not in Runner._SELECTION) == ["synth"]
+    assert synth.PRESETS[large["synth"]].scene.radius == (0.165, 0.27)
+    assert [a.name for a in PRESETS["large"].arms] == ["tube-0.75", "mgm-0.75"]
+
+
 def test_steps_to_reach_interpolates():
     tube = [(100, 40.0, 0), (200, 50.0, 0), (300, 60.0, 0)]
     assert _steps_to_reach([(100, 60.0, 0), (300, 70.0, 0)], tube) == pytest.approx(1 / 3)

@@ -5,6 +5,7 @@ linear probes, an untrained encoder and the raw codec motion maps.
   mgm experiment masking --preset smoke      # every stage once, ~2 minutes (CI)
   mgm experiment masking --preset small      # the headline: tube / mgm at 0.75 and 0.9, random 0.9, 3 seeds
   mgm experiment masking --preset ablation   # motion-topk, mgm-warp, no camera removal, focus, sigma
+  mgm experiment masking --preset large      # small's recipe on objects 1.5x larger (tube / mgm 0.75)
 
 Resumable: every finished run is stored in OUT/results/ and skipped next time; run the same
 command again to continue. Writes OUT/results.md (tables), OUT/summary.json, OUT/curve.png.
@@ -16,7 +17,7 @@ HELP = "the MGM vs tube vs random masking experiment (resumable)"
 
 def add_arguments(p):
     p.add_argument("which", choices=["masking"], help="the experiment to run")
-    p.add_argument("--preset", default="smoke", choices=["smoke", "small", "ablation"])
+    p.add_argument("--preset", default="smoke", choices=["smoke", "small", "ablation", "large"])
     p.add_argument("--out", default=None, help="output directory (default runs/experiment/PRESET)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--arms", nargs="+", default=None,

@@ -4,6 +4,8 @@ Presets (12 classes, 32 frames per clip, H.264 without B-frames, one reference f
   tiny   64x64,  train 4 + val 2 clips per class (72 clips, ~1 MB, ~2 s; tests and the demo)
   small  96x96,  train 300 + val 50 + dev 20 clips per class (4,440 clips, ~75 MB, ~5 min on
          2 cores; the experiment)
+  small-large  as small, main object 1.5x larger (radius 0.165-0.27 of the frame side instead
+         of 0.11-0.18; the experiment's `large` preset)
 Writes OUT/<split>.txt VideoMAE lists (root = OUT), OUT/<split>.jsonl ground truth per clip,
 OUT/classes.txt and OUT/meta.json. Same --seed, same frames. Re-running resumes.
 --variant shifted draws shapes, textures, palettes, backgrounds and speeds from disjoint
@@ -19,7 +21,7 @@ HELP = "generate the synthetic motion-only video benchmark (H.264 + VideoMAE lis
 
 def add_arguments(parser):
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--preset", default="tiny", choices=("tiny", "small"))
+    parser.add_argument("--preset", default="tiny", choices=("tiny", "small", "small-large"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variant", default="base", choices=("base", "shifted"))
     parser.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
