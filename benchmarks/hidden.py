@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "hidden.json"))
     ap.add_argument("--experiment", help="an experiment folder: set its fine-tune top-1 beside each arm")
     ap.add_argument("--summary", help="with --experiment: the top-1 from this file instead of its summary.json, "
-                                      "e.g. OUT/rescore/dev_fresh.json (`./run bench rescore`)")
+                                      "e.g. OUT/rescore/dev_fresh-dev.json (`./run bench rescore`)")
     ap.add_argument("--plot", help="with --experiment: write top-1 against 'object gone' and 'copyable' here (PNG)")
     args = ap.parse_args(argv)
     summary_path = args.experiment and (args.summary or os.path.join(args.experiment, "summary.json"))

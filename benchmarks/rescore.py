@@ -10,9 +10,10 @@ the experiment reports (val).
 
 For each stored all-label fine-tune of the base benchmark (OUT/results/finetune__base__*__f1__*.json)
 it runs `mgm eval` on the run's last checkpoint with the list as the val list (cached in
-OUT/rescore/<list name>/<run>.json, so a second call only scores new runs), and passes the rescored
-records through the experiment's own report (mgm.report.summarise): the printed table and
-differences, and OUT/rescore/<list name>.json in the layout of the experiment's summary.json
+OUT/rescore/<FOLDER-LIST>/<run>.json, e.g. rescore/dev_fresh-dev/ for runs/dev_fresh/dev.txt, so a
+second call only scores new runs), and passes the rescored records through the experiment's own
+report (mgm.report.summarise): the printed table and differences, and OUT/rescore/<FOLDER-LIST>.json
+in the layout of the experiment's summary.json
 ({"finetune": {"base|ARM|STEPS|1.0": [top-1 per seed]}, ...}), which `./run bench hidden
 --experiment OUT --summary ...` reads.
 """
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     runs = all_label_finetunes(out)
     if not runs:
         raise SystemExit(f"{out}: no all-label fine-tuning results under {out / 'results'}")
-    cache = out / "rescore" / lst.parent.name
+    # folder and list name: a benchmark's dev.txt and val.txt share a folder but not their scores
+    cache = out / "rescore" / f"{lst.parent.name}-{lst.stem}"
     cache.mkdir(parents=True, exist_ok=True)
     rescored = []
     for rec, run in runs:
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
     summary = summarise(rescored, curve_labels=1.0)
     print(f"top-1 (%) on {lst} ({sum(1 for _ in open(lst))} clips), all-label fine-tunes of {out}\n")
     print(summary["markdown"])
-    path = cache.parent / f"{lst.parent.name}.json"
+    path = cache.parent / f"{cache.name}.json"
     path.write_text(json.dumps({"list": str(lst), **summary}, indent=1))
     print(f"wrote {path}")
     return 0

@@ -5,6 +5,8 @@ import json
 import pytest
 from conftest import load_benchmark
 
+from mgm.data.lists import read_list
+
 
 @pytest.fixture(scope="module")
 def rescore():
@@ -38,7 +40,12 @@ def test_rescoring_on_the_experiments_own_list_reproduces_its_scores(rescore, tm
                  "--curve", "1.0", "--fractions", "1.0", "--no-probe", "--no-transfer"]) == 0
     assert rescore.main([str(out), str(out / "data" / "base" / "val.txt")]) == 0
     stored = json.loads((out / "summary.json").read_text())["finetune"]
-    again = json.loads((out / "rescore" / "base.json").read_text())["finetune"]
+    again = json.loads((out / "rescore" / "base-val.json").read_text())["finetune"]
     assert set(again) == {"base|scratch|None|1.0", "base|tube-0.75|12|1.0", "base|mgm-0.75|12|1.0"}
     assert again == stored
+    # another list of the same folder is scored afresh, not read from the val list's cache
+    assert rescore.main([str(out), str(out / "data" / "base" / "train.txt")]) == 0
+    train = read_list(out / "data" / "base" / "train.txt")
+    runs = sorted((out / "rescore" / "base-train").glob("*.json"))
+    assert len(runs) == 3 and all(json.loads(r.read_text())["videos"] == len(train) for r in runs)
     assert "| mgm-0.75 (12 steps) |" in capsys.readouterr().out
