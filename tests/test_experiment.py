@@ -57,7 +57,10 @@ def test_arm_names_and_unknown_arms(tmp_path):
     assert Arm("mgm", 0.75, (("focus", 0.5),)).name == "mgm-0.75-focus0.5"
     assert Arm("mgm", 0.75, (("camera_comp", False),)).name == "mgm-0.75-camera_compoff"
     assert main(["experiment", "masking", "--preset", "smoke", "--arms", "nope-0.1",
-                 "--out", str(tmp_path)]) == 1
+                 "--out", str(tmp_path / "a")]) == 1
+    # an arm of another preset runs with this preset's recipe (nothing to run with --report-only)
+    assert main(["experiment", "masking", "--preset", "large", "--arms", "mgm-0.75-sigma4",
+                 "--out", str(tmp_path / "b"), "--report-only"]) == 0
 
 
 def test_large_preset_is_small_recipe_on_larger_objects():

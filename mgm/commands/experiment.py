@@ -21,7 +21,7 @@ def add_arguments(p):
     p.add_argument("--out", default=None, help="output directory (default runs/experiment/PRESET)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--arms", nargs="+", default=None,
-                   help="only these arms, by name (e.g. tube-0.75 mgm-0.75)")
+                   help="only these arms, by name (e.g. tube-0.75 mgm-0.75; any preset's arm)")
     p.add_argument("--eval-split", choices=["dev", "val"], default=None,
                    help="evaluate on dev while choosing settings; the reported table uses val")
     p.add_argument("--steps", type=int, default=None, help="override the pre-training steps")
@@ -69,11 +69,12 @@ def run(args):
     if args.threads is not None:
         changes["threads"] = args.threads
     if args.arms:
-        names = {a.name: a for a in preset.arms}
+        # any preset's arm runs with any recipe: e.g. the ablation's settings on the `large` data
+        names = {a.name: a for p in PRESETS.values() for a in p.arms}
         unknown = [n for n in args.arms if n not in names]
         if unknown:
             raise MGMError(f"--arms: unknown arm(s) {', '.join(unknown)}; preset {args.preset} has "
-                           f"{', '.join(names)}")
+                           f"{', '.join(a.name for a in preset.arms)}; any preset's arm also runs: {', '.join(sorted(names))}")
         changes["arms"] = tuple(names[n] for n in args.arms)
     preset = replace(preset, **changes)
     out = args.out or f"runs/experiment/{args.preset}"
