@@ -67,6 +67,7 @@ class Preset:
     finetune_layer_decay: float = 0.75  # VideoMAE's; 1.0 = none
     probe: bool = True
     transfer: bool = True
+    scratch: bool = True            # the from-scratch baselines (off: e.g. more seeds of some arms only)
     eval_split: str = "val"         # "dev" while choosing settings, "val" for the reported table
     threads: int = 0                # torch threads (0: torch's default)
 
@@ -156,7 +157,8 @@ class Runner:
 
     # Preset fields that change what a stored result means; the others only choose which runs exist.
     # `curve` only picks which of the per-epoch pre-training checkpoints get fine-tuned.
-    _SELECTION = ("arms", "seeds", "label_fractions", "curve", "curve_labels", "probe", "transfer", "threads")
+    _SELECTION = ("arms", "seeds", "label_fractions", "curve", "curve_labels", "probe", "transfer", "scratch",
+                  "threads")
 
     def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False):
         self.out, self.preset, self.verbose = Path(out), preset, verbose
@@ -372,11 +374,12 @@ class Runner:
         """Every unit of work in order: ("pretrain", arm, seed) / ("finetune", ...) / ("probe", ...)."""
         p, units = self.preset, []
         for seed in p.seeds:
-            for frac in p.label_fractions:
-                units.append(("finetune", "scratch", None, frac, seed, "base"))
+            if p.scratch:
+                for frac in p.label_fractions:
+                    units.append(("finetune", "scratch", None, frac, seed, "base"))
             if p.probe:
                 units.append(("probe", "untrained", None, seed))
-            if p.transfer:
+            if p.transfer and p.scratch:
                 units.append(("finetune", "scratch", None, p.curve_labels, seed, "shifted"))
             for arm in p.arms:
                 units.append(("pretrain", arm, seed))

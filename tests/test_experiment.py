@@ -63,6 +63,17 @@ def test_arm_names_and_unknown_arms(tmp_path):
                  "--out", str(tmp_path / "b"), "--report-only"]) == 0
 
 
+def test_no_scratch_drops_only_the_scratch_baselines(tmp_path):
+    from dataclasses import replace
+
+    from mgm.experiment import Runner
+
+    full = Runner(tmp_path / "a", PRESETS["smoke"]).units()
+    lean = Runner(tmp_path / "b", replace(PRESETS["smoke"], scratch=False)).units()
+    assert [u for u in full if u[1] != "scratch"] == lean
+    assert len(full) - len(lean) == 3  # 2 label fractions + the shifted variant, 1 seed
+
+
 def test_large_preset_is_small_recipe_on_larger_objects():
     """Only the data differs from `small` in what a run does (the rest is which runs to make), so
     the two benchmarks' figures compare like for like."""

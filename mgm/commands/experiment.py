@@ -34,6 +34,8 @@ def add_arguments(p):
                    help="pre-train on plain pixels instead of per-tubelet normalised pixels")
     p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
     p.add_argument("--no-transfer", action="store_true", help="skip the shifted-variant fine-tunes")
+    p.add_argument("--no-scratch", action="store_true",
+                   help="skip the from-scratch baselines (e.g. adding seeds of some arms only)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the tables and plot")
     p.add_argument("--verbose", action="store_true", help="progress bars of every training run")
@@ -66,6 +68,8 @@ def run(args):
         changes["probe"] = False
     if args.no_transfer:
         changes["transfer"] = False
+    if args.no_scratch:
+        changes["scratch"] = False
     if args.threads is not None:
         changes["threads"] = args.threads
     if args.arms:
