@@ -70,7 +70,7 @@ def test_no_scratch_drops_only_the_scratch_baselines(tmp_path):
 
     full = Runner(tmp_path / "a", PRESETS["smoke"]).units()
     lean = Runner(tmp_path / "b", replace(PRESETS["smoke"], scratch=False)).units()
-    assert [u for u in full if u[1] != "scratch"] == lean
+    assert [u for u in full if u[1:2] != ("scratch",)] == lean
     assert len(full) - len(lean) == 3  # 2 label fractions + the shifted variant, 1 seed
 
 
