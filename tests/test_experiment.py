@@ -186,3 +186,19 @@ def test_runners_sharing_a_folder_claim_units(tmp_path):
     assert runner.claim(unit)  # our own claim
     runner.release_claims()
     assert not lock.exists()
+
+
+def test_cli_preset_choices_are_the_presets():
+    """The CLI lists its presets as literals (argparse stays free of the heavy imports): they must
+    be exactly the PRESETS dicts' keys, so a new preset cannot be missing from the command line."""
+    import argparse
+
+    from mgm.cli import build_parser
+    from mgm.data import synth
+
+    def choices(command):
+        sub = next(a for a in build_parser(command)._actions if isinstance(a, argparse._SubParsersAction))
+        return set(next(a.choices for a in sub.choices[command]._actions if "--preset" in a.option_strings))
+
+    assert choices("synth") == set(synth.PRESETS)
+    assert choices("experiment") == set(PRESETS) - {"demo"}  # `demo` is `mgm demo`'s own
