@@ -35,7 +35,8 @@ def _split_tag(tag: str) -> tuple[str, int | None]:
 def summarise(results: list[dict], curve_labels: float) -> dict:
     """results: the experiment's stored JSON records; curve_labels: the label fraction of the curve's
     (and the transfer's) fine-tunes. Returns {"finetune": rows, "probe": rows,
-    "headline": {...}, "curve": {arm: [(step, mean, std)]}, "markdown": str}."""
+    "headline": {ratio: MGM vs tube}, "versus_tube": {other arm: the same vs tube at its ratio},
+    "curve": {arm: [(step, mean, std)]}, "markdown": str}."""
     ft = defaultdict(list)   # (variant, arm, step, fraction) -> [top1 per seed]
     by_seed = {}             # (variant, arm, step, fraction, seed) -> top1
     for r in results:
@@ -75,14 +76,16 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
 
     # The curve of an arm uses the seeds that have every one of its points (a seed run with the
     # final checkpoint only counts in the table, not here), so that its points compare like with like.
-    curve = {}
-    for arm in arms:
+    def curve_of(arm: str, among=None) -> tuple[list, set]:
+        """[(step, mean, std)] over the arm's complete seeds (those in `among`, if given), and those seeds."""
         runs = {(s, seed): v for (var, a, s, f, seed), v in by_seed.items()
-                if var == "base" and a == arm and f == curve_labels}
+                if var == "base" and a == arm and f == curve_labels and (among is None or seed in among)}
         steps = sorted({s for s, _ in runs})
         seeds = [seed for seed in sorted({seed for _, seed in runs}) if all((s, seed) in runs for s in steps)]
-        curve[arm] = [(int(s), float(np.mean([runs[s, seed] for seed in seeds])),
-                       seed_std([runs[s, seed] for seed in seeds])) for s in steps] if seeds else []
+        return ([(int(s), float(np.mean([runs[s, seed] for seed in seeds])),
+                  seed_std([runs[s, seed] for seed in seeds])) for s in steps] if seeds else []), set(seeds)
+
+    curve = {arm: curve_of(arm)[0] for arm in arms}
 
     all_seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
 
@@ -97,20 +100,28 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
     conditions = [(_labels(f), f, "base", f"mgm_minus_tube_f{f:g}") for f in fracs]
     conditions.append(("transfer to the shifted variant", curve_labels, "shifted", "transfer_mgm_minus_tube"))
 
-    headline, mgm_minus_tube = {}, {}  # ratio -> summary; (ratio, condition text) -> per-seed differences
-    for ratio in sorted({a.split("-")[1] for a in arms if a.startswith(("mgm-", "tube-"))}):
-        mgm, tube = f"mgm-{ratio}", f"tube-{ratio}"
-        if mgm not in final_step or tube not in final_step:
+    # Every masking arm against tube at its ratio: `mgm-R` is the headline; the others (MGM's
+    # settings, motion-topk, ...) are compared the same way, paired by seed.
+    headline, versus_tube, diffs_of = {}, {}, {}  # ratio -> summary; arm -> summary; (arm, text) -> diffs
+    for arm in arms:
+        strategy, ratio = arm.split("-")[:2]
+        tube = f"tube-{ratio}"
+        if strategy == "tube" or tube not in final_step:
             continue
         h = {}
         for text, f, variant, key in conditions:
-            diffs = paired(mgm, tube, f, variant)
+            diffs = paired(arm, tube, f, variant)
             if diffs:
-                mgm_minus_tube[ratio, text] = diffs
+                diffs_of[arm, text] = diffs
                 h[key] = (float(np.mean(diffs)), seed_std(diffs), len(diffs))
                 h[key + "_ci95"] = _ci95(diffs)
-        h["steps_fraction_to_match_tube"] = _steps_to_reach(curve.get(mgm, []), curve.get(tube, []))
-        headline[ratio] = h
+        # on the seeds both curves have: another seed's luck would move the target
+        common = curve_of(arm)[1] & curve_of(tube)[1]
+        h["steps_fraction_to_match_tube"] = _steps_to_reach(curve_of(arm, common)[0], curve_of(tube, common)[0])
+        if arm == f"mgm-{ratio}":
+            headline[ratio] = h
+        else:  # keys without "mgm_": the arm may be another strategy
+            versus_tube[arm] = {k.replace("mgm_minus", "minus"): v for k, v in h.items()}
 
     md = [table, ""] + ([probe_table, ""] if probes else [])
     for arm in arms:
@@ -118,16 +129,19 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
             d = paired(arm, "scratch", f, variant)
             if d:
                 md.append(f"- {arm} − scratch, {text}: {_diff_text(d)}")
-    for ratio, h in headline.items():
+    named = [(f"mgm-{r}", f"ratio {r}: MGM", h) for r, h in headline.items()]
+    named += [(arm, f"{arm}", h) for arm, h in versus_tube.items()]
+    for arm, name, h in named:
         for text, *_ in conditions:
-            if (ratio, text) in mgm_minus_tube:
-                md.append(f"- ratio {ratio}: MGM − tube, {text}: {_diff_text(mgm_minus_tube[ratio, text])}")
+            if (arm, text) in diffs_of:
+                md.append(f"- {name} − tube, {text}: {_diff_text(diffs_of[arm, text])}")
         frac = h["steps_fraction_to_match_tube"]
-        md.append(f"- ratio {ratio}: MGM reaches tube's final accuracy ({_labels(curve_labels)}) "
+        md.append(f"- {name} reaches tube's final accuracy ({_labels(curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
                      else "at none of the checkpoints"))
     return {"finetune": {"|".join(map(str, k)): v for k, v in ft.items()},
-            "probe": {k: dict(v) for k, v in probes.items()}, "headline": headline, "curve": curve,
+            "probe": {k: dict(v) for k, v in probes.items()}, "headline": headline, "versus_tube": versus_tube,
+            "curve": curve,
             "markdown": "\n".join(md)}
 
 

@@ -119,6 +119,30 @@ def test_summary_pairs_seeds_for_the_difference():
     assert "- ratio 0.75: MGM − tube, all labels: +6.0 points (1 seed)" in one
 
 
+def test_summary_compares_every_other_arm_with_tube_at_its_ratio():
+    """MGM's settings (and other strategies) get the same paired difference and steps-to-match as
+    the headline arm, against the tube arm of their own ratio only."""
+    recs = []
+    for seed, (t, f) in enumerate([(40.0, 43.0), (50.0, 51.0)]):
+        recs += [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": t},
+                 {"tag": "mgm-0.75-focus0.5@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": f},
+                 {"tag": "mgm-0.75-focus0.5@4", "variant": "base", "fraction": 1.0, "seed": seed, "top1": f - 10},
+                 {"tag": "motion-topk-0.9@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 99.0}]
+    s = summarise(recs, 1.0)
+    assert s["headline"] == {}  # no default mgm arm
+    assert set(s["versus_tube"]) == {"mgm-0.75-focus0.5"}  # no tube at 0.9
+    v = s["versus_tube"]["mgm-0.75-focus0.5"]
+    assert v["minus_tube_f1"] == (pytest.approx(2.0), pytest.approx(2 ** 0.5), 2)  # diffs 3, 1
+    # tube's final mean 45 is crossed between step 4 (mean 37) and 12 (47): at 4 + 8 * 8/10 = 10.4
+    assert v["steps_fraction_to_match_tube"] == pytest.approx(10.4 / 12)
+    assert "- mgm-0.75-focus0.5 − tube, all labels: +2.0 ± 1.4 points (2 seeds" in s["markdown"]
+    assert "- mgm-0.75-focus0.5 reaches tube's final accuracy (all labels) with 87% of the" in s["markdown"]
+    # ... on the seeds both have: a third tube seed (tube's mean 60) does not move the target
+    third = summarise(recs + [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": 2,
+                               "top1": 90.0}], 1.0)
+    assert third["versus_tube"]["mgm-0.75-focus0.5"]["steps_fraction_to_match_tube"] == pytest.approx(10.4 / 12)
+
+
 def test_t_quantiles_match_scipy():
     from mgm.report import _T95
     st = pytest.importorskip("scipy.stats")  # a test dependency through scikit-video
