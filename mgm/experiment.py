@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +43,36 @@ class Arm:
         extra = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
                         else f"-{k}{'on' if v else 'off'}" for k, v in self.params)
         return f"{self.strategy}-{self.ratio:g}{extra}"
+
+    @classmethod
+    def from_name(cls, name: str) -> "Arm":
+        """The arm a name stands for: STRATEGY-RATIO[-PARAMVALUE...], e.g. mgm-0.75-focus0.75 or
+        mgm-0.75-camera_compoff (the inverse of `name`). ValueError, naming the reason, if it is none."""
+        from mgm.config import Geometry
+        from mgm.masking import STRATEGIES, build_mask_generator, strategy_parameters
+
+        strategy = max((s for s in STRATEGIES if name.startswith(s + "-")), key=len, default=None)
+        if strategy is None:
+            raise ValueError(f"{name}: no mask strategy of {', '.join(STRATEGIES)} followed by -RATIO")
+        ratio, *rest = name[len(strategy) + 1:].split("-")
+        defaults, params = strategy_parameters(strategy), []
+        for part in rest:
+            m = re.fullmatch(r"([a-z_]+?)(on|off|[0-9.]+)", part)
+            if not m or m[1] not in defaults:
+                raise ValueError(f"{name}: {part!r} is not PARAMVALUE with a parameter of {strategy} "
+                                 f"({', '.join(defaults) or 'none'})")
+            key, value = m[1], m[2]
+            if isinstance(defaults[key], bool) != (value in ("on", "off")):
+                raise ValueError(f"{name}: {key} takes {'on/off' if isinstance(defaults[key], bool) else 'a number'}")
+            params.append((key, value == "on" if value in ("on", "off") else type(defaults[key])(float(value))))
+        if not re.fullmatch(r"[0-9.]+", ratio):
+            raise ValueError(f"{name}: the ratio {ratio!r} is not a number")
+        try:
+            arm = cls(strategy, float(ratio), tuple(params))
+            build_mask_generator(strategy, Geometry(), arm.ratio, **dict(arm.params))  # the class's own checks
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{name}: {e}") from None
+        return arm
 
 
 @dataclass(frozen=True)

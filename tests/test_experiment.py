@@ -61,6 +61,20 @@ def test_arm_names_and_unknown_arms(tmp_path):
     # an arm of another preset runs with this preset's recipe (nothing to run with --report-only)
     assert main(["experiment", "masking", "--preset", "large", "--arms", "mgm-0.75-sigma4",
                  "--out", str(tmp_path / "b"), "--report-only"]) == 0
+    assert main(["experiment", "masking", "--preset", "large", "--arms", "mgm-0.75-focus0.75",
+                 "--out", str(tmp_path / "b"), "--report-only"]) == 0  # in no preset: by its name
+
+
+def test_arm_from_name_inverts_name():
+    for arm in {a for p in PRESETS.values() for a in p.arms}:
+        assert Arm.from_name(arm.name) == arm
+    assert Arm.from_name("mgm-0.75-focus0.75-sigma3") == Arm("mgm", 0.75, (("focus", 0.75), ("sigma", 3.0)))
+    assert Arm.from_name("mgm-warp-0.9") == Arm("mgm-warp", 0.9)  # the longest strategy prefix
+    for bad, reason in [("mgm-0.75-nope3", "not PARAMVALUE"), ("mgm-0.75-focus2", "focus"),
+                        ("tube-0.75-focus0.5", "parameter of tube"), ("mgm-abc", "not a number"),
+                        ("mgm-0.75-camera_comp1", "on/off"), ("tube-1.5", "ratio"), ("blob-0.5", "strategy")]:
+        with pytest.raises(ValueError, match=reason):
+            Arm.from_name(bad)
 
 
 def test_no_scratch_drops_only_the_scratch_baselines(tmp_path):

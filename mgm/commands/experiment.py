@@ -21,7 +21,8 @@ def add_arguments(p):
     p.add_argument("--out", default=None, help="output directory (default runs/experiment/PRESET)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--arms", nargs="+", default=None,
-                   help="only these arms, by name (e.g. tube-0.75 mgm-0.75; any preset's arm)")
+                   help="only these arms, by name: any preset's (e.g. tube-0.75 mgm-0.75-focus0.5) or any "
+                   "STRATEGY-RATIO[-PARAMVALUE...] (e.g. mgm-0.75-focus0.75, mgm-0.9-camera_compoff)")
     p.add_argument("--eval-split", choices=["dev", "val"], default=None,
                    help="evaluate on dev while choosing settings; the reported table uses val")
     p.add_argument("--steps", type=int, default=None, help="override the pre-training steps")
@@ -45,7 +46,7 @@ def run(args):
     from dataclasses import replace
 
     from mgm.errors import MGMError
-    from mgm.experiment import PRESETS, Runner
+    from mgm.experiment import PRESETS, Arm, Runner
 
     preset = PRESETS[args.preset]
     changes = {}
@@ -73,13 +74,17 @@ def run(args):
     if args.threads is not None:
         changes["threads"] = args.threads
     if args.arms:
-        # any preset's arm runs with any recipe: e.g. the ablation's settings on the `large` data
-        names = {a.name: a for p in PRESETS.values() for a in p.arms}
-        unknown = [n for n in args.arms if n not in names]
-        if unknown:
-            raise MGMError(f"--arms: unknown arm(s) {', '.join(unknown)}; preset {args.preset} has "
-                           f"{', '.join(a.name for a in preset.arms)}; any preset's arm also runs: {', '.join(sorted(names))}")
-        changes["arms"] = tuple(names[n] for n in args.arms)
+        # a preset's arm, or any strategy / ratio / setting by name, runs with any recipe: e.g. the
+        # ablation's settings on the `large` data
+        named = {a.name: a for p in PRESETS.values() for a in p.arms}
+        arms = []
+        for name in args.arms:
+            try:
+                arms.append(named.get(name) or Arm.from_name(name))
+            except ValueError as e:
+                raise MGMError(f"--arms: {e}; preset {args.preset} has {', '.join(a.name for a in preset.arms)}; "
+                               f"other presets' arms: {', '.join(sorted(set(named) - {a.name for a in preset.arms}))}")
+        changes["arms"] = tuple(arms)
     preset = replace(preset, **changes)
     out = args.out or f"runs/experiment/{args.preset}"
     runner = Runner(out, preset, verbose=args.verbose)
