@@ -1,6 +1,6 @@
 """What each mask hides of the moving object, on the synthetic benchmark where its position is known.
 
-    ./run bench hidden [--data runs/exp_small/data/base] [--split dev] [--ratios 0.75,0.9]
+    ./run bench hidden [--data runs/exp_small/data/base] [--split dev] [--ratios 0.75,0.9 | --arms NAME...]
 
 The experiment's question is whether hiding the moving object (MGM) teaches more than hiding
 random tubes. This measures how much more MGM hides, with the ground truth `mgm synth` records
@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.path.join(ROOT, "runs", "exp_small", "data", "base"),
                     help="an `mgm synth` folder (the experiment writes one to OUT/data/base)")
     ap.add_argument("--split", default="dev")
-    ap.add_argument("--ratios", default="0.75,0.9")
+    ap.add_argument("--ratios", default="0.75,0.9", help="the main and ablation arms at these ratios")
+    ap.add_argument("--arms", nargs="+", help="these arms instead, by name (e.g. mgm-0.75-focus0.75)")
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--patch", type=int, default=8)
     ap.add_argument("--frames", type=int, default=8)
@@ -147,6 +148,11 @@ def main(argv=None) -> int:
                          f"--report-only` writes summary.json, `./run bench rescore` the rescored ones)")
     if not os.path.exists(os.path.join(args.data, f"{args.split}.jsonl")):
         raise SystemExit(f"{args.data}: no {args.split}.jsonl (make one with `mgm synth {args.data} --preset small`)")
+    try:
+        arms = ([Arm.from_name(n) for n in args.arms] if args.arms else
+                [Arm(strategy, float(r), params) for r in args.ratios.split(",") for strategy, params in ROWS])
+    except ValueError as e:
+        raise SystemExit(f"--arms / --ratios: {e}")
     geometry = Geometry(num_frames=args.frames, size=args.size, patch=args.patch)
     split = decode_split(os.path.join(args.data, f"{args.split}.txt"), root=args.data,
                          cache=os.path.join(args.data, "cache", args.split), size=args.size)
@@ -159,15 +165,13 @@ def main(argv=None) -> int:
     table = {}
     print(f"{len(records)} {args.split} clips of {args.data}, {geometry.grid} tokens, {args.seeds} mask seeds")
     print(f"{'arm':<26} {'object hidden':>14} {'object gone':>12} {'copyable':>9}")
-    for ratio in [float(r) for r in args.ratios.split(",")]:
-        for strategy, params in ROWS:
-            gen = build_mask_generator(strategy, geometry, ratio, **dict(params))
-            masks = np.stack([gen(motions[i], np.random.default_rng([seed, i]))
-                              for seed in range(args.seeds) for i in range(len(records))])
-            row = measure(masks, np.tile(objects, (args.seeds, 1, 1, 1)))
-            name = Arm(strategy, ratio, params).name
-            table[name] = row
-            print(f"{name:<26} {row['object hidden']:>14.3f} {row['object gone']:>12.3f} {row['copyable']:>9.3f}")
+    for arm in arms:
+        gen = build_mask_generator(arm.strategy, geometry, arm.ratio, **dict(arm.params))
+        masks = np.stack([gen(motions[i], np.random.default_rng([seed, i]))
+                          for seed in range(args.seeds) for i in range(len(records))])
+        row = measure(masks, np.tile(objects, (args.seeds, 1, 1, 1)))
+        table[arm.name] = row
+        print(f"{arm.name:<26} {row['object hidden']:>14.3f} {row['object gone']:>12.3f} {row['copyable']:>9.3f}")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"data": args.data, "split": args.split, "grid": geometry.grid, "table": table}, f, indent=1)

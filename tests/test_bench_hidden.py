@@ -49,3 +49,23 @@ def test_join_takes_each_arms_last_all_label_fine_tune(hidden):
         "base|random-0.9|4000|1.0": [20.0]}}       # an arm the table does not measure
     assert hidden.join(table, summary) == {"mgm-0.75": (table["mgm-0.75"], [30.0]), "scratch": (None, [13.0, 14.0]),
                                            "tube-0.75": (table["tube-0.75"], [27.0, 29.0])}
+
+
+def test_named_arms_on_synth_clips(hidden, tmp_path):
+    """End to end on real `mgm synth` clips: arms by name, and MGM aims at the moving object."""
+    import json
+
+    from mgm.cli import main as mgm
+
+    assert mgm(["synth", str(tmp_path / "d"), "--preset", "tiny"]) == 0
+    out = tmp_path / "h.json"
+    assert hidden.main(["--data", str(tmp_path / "d"), "--split", "val", "--seeds", "2", "--out", str(out),
+                        "--arms", "tube-0.75", "mgm-0.75", "mgm-0.75-focus0"]) == 0
+    table = json.loads(out.read_text())["table"]
+    assert list(table) == ["tube-0.75", "mgm-0.75", "mgm-0.75-focus0"]
+    # tube and focus 0 (every masked token at random) hide ~75% of the object's tokens, MGM more
+    assert table["tube-0.75"]["object hidden"] == pytest.approx(0.75, abs=0.1)
+    assert table["mgm-0.75-focus0"]["object hidden"] == pytest.approx(0.75, abs=0.1)
+    assert table["mgm-0.75"]["object hidden"] > table["tube-0.75"]["object hidden"] + 0.1
+    with pytest.raises(SystemExit, match="mgm-0.75-nope1"):
+        hidden.main(["--data", str(tmp_path / "d"), "--split", "val", "--arms", "mgm-0.75-nope1"])
