@@ -56,8 +56,9 @@ class Arm:
             raise ValueError(f"{name}: no mask strategy of {', '.join(STRATEGIES)} followed by -RATIO")
         ratio, *rest = name[len(strategy) + 1:].split("-")
         defaults, params = strategy_parameters(strategy), []
+        number = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
         for part in rest:
-            m = re.fullmatch(r"([a-z_]+?)(on|off|[0-9.]+)", part)
+            m = re.fullmatch(rf"([a-z_]+?)(on|off|{number})", part)
             if not m or m[1] not in defaults:
                 raise ValueError(f"{name}: {part!r} is not PARAMVALUE with a parameter of {strategy} "
                                  f"({', '.join(defaults) or 'none'})")
@@ -65,7 +66,7 @@ class Arm:
             if isinstance(defaults[key], bool) != (value in ("on", "off")):
                 raise ValueError(f"{name}: {key} takes {'on/off' if isinstance(defaults[key], bool) else 'a number'}")
             params.append((key, value == "on" if value in ("on", "off") else type(defaults[key])(float(value))))
-        if not re.fullmatch(r"[0-9.]+", ratio):
+        if not re.fullmatch(number, ratio):
             raise ValueError(f"{name}: the ratio {ratio!r} is not a number")
         try:
             arm = cls(strategy, float(ratio), tuple(params))

@@ -85,7 +85,8 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
         return ([(int(s), float(np.mean([runs[s, seed] for seed in seeds])),
                   seed_std([runs[s, seed] for seed in seeds])) for s in steps] if seeds else []), set(seeds)
 
-    curve = {arm: curve_of(arm)[0] for arm in arms}
+    complete = {arm: curve_of(arm) for arm in arms}  # arm -> (curve, its complete seeds)
+    curve = {arm: c for arm, (c, _) in complete.items()}
 
     all_seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
 
@@ -103,10 +104,12 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
     # Every masking arm against tube at its ratio: `mgm-R` is the headline; the others (MGM's
     # settings, motion-topk, ...) are compared the same way, paired by seed.
     headline, versus_tube, diffs_of = {}, {}, {}  # ratio -> summary; arm -> summary; (arm, text) -> diffs
+    from mgm.experiment import Arm
+
     for arm in arms:
-        strategy, ratio = arm.split("-")[:2]
-        tube = f"tube-{ratio}"
-        if strategy == "tube" or tube not in final_step:
+        a = Arm.from_name(arm)  # strategies may have a hyphen: motion-topk-0.75
+        ratio, tube = f"{a.ratio:g}", Arm("tube", a.ratio).name
+        if a.strategy == "tube" or tube not in final_step:
             continue
         h = {}
         for text, f, variant, key in conditions:
@@ -116,7 +119,7 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
                 h[key] = (float(np.mean(diffs)), seed_std(diffs), len(diffs))
                 h[key + "_ci95"] = _ci95(diffs)
         # on the seeds both curves have: another seed's luck would move the target
-        common = curve_of(arm)[1] & curve_of(tube)[1]
+        common = complete[arm][1] & complete[tube][1]
         h["steps_fraction_to_match_tube"] = _steps_to_reach(curve_of(arm, common)[0], curve_of(tube, common)[0])
         if arm == f"mgm-{ratio}":
             headline[ratio] = h

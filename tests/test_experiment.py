@@ -72,7 +72,8 @@ def test_arm_from_name_inverts_name():
     assert Arm.from_name("mgm-warp-0.9") == Arm("mgm-warp", 0.9)  # the longest strategy prefix
     for bad, reason in [("mgm-0.75-nope3", "not PARAMVALUE"), ("mgm-0.75-focus2", "focus"),
                         ("tube-0.75-focus0.5", "parameter of tube"), ("mgm-abc", "not a number"),
-                        ("mgm-0.75-camera_comp1", "on/off"), ("tube-1.5", "ratio"), ("blob-0.5", "strategy")]:
+                        ("mgm-0.75-camera_comp1", "on/off"), ("tube-1.5", "ratio"), ("blob-0.5", "strategy"),
+                        ("mgm-0.75-focus0.5.1", "not PARAMVALUE"), ("tube-0.7.5", "not a number")]:
         with pytest.raises(ValueError, match=reason):
             Arm.from_name(bad)
 
@@ -141,10 +142,12 @@ def test_summary_compares_every_other_arm_with_tube_at_its_ratio():
         recs += [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": t},
                  {"tag": "mgm-0.75-focus0.5@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": f},
                  {"tag": "mgm-0.75-focus0.5@4", "variant": "base", "fraction": 1.0, "seed": seed, "top1": f - 10},
+                 {"tag": "motion-topk-0.75@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": t - 1},
                  {"tag": "motion-topk-0.9@12", "variant": "base", "fraction": 1.0, "seed": seed, "top1": 99.0}]
     s = summarise(recs, 1.0)
     assert s["headline"] == {}  # no default mgm arm
-    assert set(s["versus_tube"]) == {"mgm-0.75-focus0.5"}  # no tube at 0.9
+    assert set(s["versus_tube"]) == {"mgm-0.75-focus0.5", "motion-topk-0.75"}  # no tube at 0.9
+    assert s["versus_tube"]["motion-topk-0.75"]["minus_tube_f1"] == (pytest.approx(-1.0), pytest.approx(0.0), 2)
     v = s["versus_tube"]["mgm-0.75-focus0.5"]
     assert v["minus_tube_f1"] == (pytest.approx(2.0), pytest.approx(2 ** 0.5), 2)  # diffs 3, 1
     # tube's final mean 45 is crossed between step 4 (mean 37) and 12 (47): at 4 + 8 * 8/10 = 10.4

@@ -76,15 +76,13 @@ def run(args):
     if args.arms:
         # a preset's arm, or any strategy / ratio / setting by name, runs with any recipe: e.g. the
         # ablation's settings on the `large` data
-        named = {a.name: a for p in PRESETS.values() for a in p.arms}
-        arms = []
-        for name in args.arms:
-            try:
-                arms.append(named.get(name) or Arm.from_name(name))
-            except ValueError as e:
-                raise MGMError(f"--arms: {e}; preset {args.preset} has {', '.join(a.name for a in preset.arms)}; "
-                               f"other presets' arms: {', '.join(sorted(set(named) - {a.name for a in preset.arms}))}")
-        changes["arms"] = tuple(arms)
+        try:
+            changes["arms"] = tuple(Arm.from_name(name) for name in args.arms)  # presets' arms included
+        except ValueError as e:
+            own = {a.name for a in preset.arms}
+            others = sorted({a.name for p in PRESETS.values() for a in p.arms} - own)
+            raise MGMError(f"--arms: {e}; preset {args.preset} has {', '.join(sorted(own))}; "
+                           f"other presets' arms: {', '.join(others)}")
     preset = replace(preset, **changes)
     out = args.out or f"runs/experiment/{args.preset}"
     runner = Runner(out, preset, verbose=args.verbose)
