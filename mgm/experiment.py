@@ -144,18 +144,24 @@ PRESETS = {
 
 
 # ------------------------------------------------------------------------------------------ data
-def prepare_data(out: Path, preset: Preset, progress: bool = True) -> dict[str, Path]:
-    """Generate the benchmark (and its shifted variant) once; write the label-fraction lists."""
+def prepare_data(data: Path, preset: Preset, progress: bool = True) -> dict[str, Path]:
+    """Generate the benchmark (and its shifted variant) under `data` once, or reuse the one there
+    (several recipe folders can share one benchmark); write the label-fraction lists."""
     from mgm.data import synth
     from mgm.data.lists import read_list, write_list
 
-    roots = {"base": out / "data" / "base"}
+    roots = {"base": data / "base"}
     if preset.transfer:
-        roots["shifted"] = out / "data" / "shifted"
+        roots["shifted"] = data / "shifted"
     for variant, root in roots.items():
-        if not (root / "meta.json").exists():
+        meta = root / "meta.json"
+        if not meta.exists():
             synth.generate(str(root), preset=preset.synth, seed=0 if variant == "base" else 1,
                            variant=variant, progress=progress)
+        made = json.loads(meta.read_text())
+        if (made.get("preset"), made.get("variant")) != (preset.synth, variant):
+            raise MGMError(f"{root}: holds the {made.get('preset')} benchmark ({made.get('variant')}), "
+                           f"this recipe needs {preset.synth} ({variant}); choose another --data")
         samples = read_list(root / "train.txt")
         labels = np.array([s.label for s in samples])
         order = np.random.default_rng(0).permutation(len(samples))  # one fixed subset for all seeds
@@ -192,8 +198,9 @@ class Runner:
     _SELECTION = ("arms", "seeds", "label_fractions", "curve", "curve_labels", "probe", "transfer", "scratch",
                   "threads")
 
-    def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False):
+    def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False, data: str | Path | None = None):
         self.out, self.preset, self.verbose = Path(out), preset, verbose
+        self.data = Path(data) if data else self.out / "data"
         (self.out / "results").mkdir(parents=True, exist_ok=True)
         self.roots: dict[str, Path] = {}
         self._claims: list[Path] = []
@@ -423,7 +430,7 @@ class Runner:
         from tqdm import tqdm
 
         p = self.preset
-        self.roots = prepare_data(self.out, p, progress=self.verbose)
+        self.roots = prepare_data(self.data, p, progress=self.verbose)
         todo = self.units()
         bar = tqdm(todo, desc="experiment", unit="run")
         try:

@@ -208,6 +208,37 @@ def test_plain_pixel_target_reaches_the_model():
     assert model_config(cfg).norm_pix_loss is False
 
 
+def test_a_second_recipe_reuses_another_folders_benchmark(tmp_path, capsys):
+    """--data points a recipe folder at clips generated for another: they are used as they are
+    (nothing regenerated, the label-fraction list written beside them), and clips of another
+    benchmark preset are refused with one line naming the folder."""
+    from dataclasses import replace
+
+    from mgm.cli import main
+    from mgm.data.lists import write_list
+    from mgm.errors import MGMError
+    from mgm.experiment import prepare_data
+
+    data = tmp_path / "shared"
+    for variant in ("base", "shifted"):
+        write_list(data / variant / "train.txt", [(f"c{i}.mp4", i % 2) for i in range(8)])
+        (data / variant / "meta.json").write_text(json.dumps({"preset": "tiny", "variant": variant}))
+    roots = prepare_data(data, PRESETS["smoke"], progress=False)
+    assert roots == {"base": data / "base", "shifted": data / "shifted"}
+    assert sorted(p.name for p in (data / "base").iterdir()) == ["meta.json", "train.txt", "train_0.5.txt"]
+    assert len((data / "base" / "train_0.5.txt").read_text().splitlines()) == 4  # half of each class
+
+    (data / "base" / "meta.json").write_text(json.dumps({"preset": "small-large", "variant": "base"}))
+    args = ["experiment", "masking", "--preset", "smoke", "--out", str(tmp_path / "long"), "--data", str(data),
+            "--steps", "24"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(data / "base") in err and "small-large" in err
+    assert list((tmp_path / "long" / "results").glob("*.json")) == []
+    with pytest.raises(MGMError, match="needs tiny"):
+        prepare_data(data, replace(PRESETS["smoke"], transfer=False), progress=False)
+
+
 def test_runners_sharing_a_folder_claim_units(tmp_path):
     """A unit held by another live process is skipped; a dead holder's claim is taken over."""
     import os

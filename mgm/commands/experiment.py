@@ -19,6 +19,9 @@ def add_arguments(p):
     p.add_argument("which", choices=["masking"], help="the experiment to run")
     p.add_argument("--preset", default="smoke", choices=["smoke", "small", "ablation", "large"])
     p.add_argument("--out", default=None, help="output directory (default runs/experiment/PRESET)")
+    p.add_argument("--data", default=None,
+                   help="where the benchmark is generated or found (default OUT/data); give another "
+                   "folder's, e.g. runs/exp_large/data, to run a second recipe (--steps ...) on the same clips")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--arms", nargs="+", default=None,
                    help="only these arms, by name: any preset's (e.g. tube-0.75 mgm-0.75-focus0.5) or any "
@@ -85,7 +88,7 @@ def run(args):
                            f"other presets' arms: {', '.join(others)}")
     preset = replace(preset, **changes)
     out = args.out or f"runs/experiment/{args.preset}"
-    runner = Runner(out, preset, verbose=args.verbose)
+    runner = Runner(out, preset, verbose=args.verbose, data=args.data)
     if args.report_only:
         summary = runner.report()
     else:
