@@ -274,3 +274,26 @@ def test_cli_preset_choices_are_the_presets():
 
     assert choices("synth") == set(synth.PRESETS)
     assert choices("experiment") == set(PRESETS) - {"demo"}  # `demo` is `mgm demo`'s own
+
+
+def test_patch_sets_the_token_grid_of_every_run(tmp_path, capsys):
+    """--patch changes the recipe (so its results never mix with another grid's) and the geometry
+    each run is configured with; a patch that does not divide the frames fails in one line."""
+    from dataclasses import replace
+
+    from mgm.cli import main
+    from mgm.experiment import Runner
+
+    out = tmp_path / "fine"
+    assert main(["experiment", "masking", "--preset", "large", "--out", str(out), "--patch", "6",
+                 "--report-only"]) == 0
+    assert json.loads((out / "recipe.json").read_text())["patch"] == 6
+    runner = Runner(out, replace(PRESETS["large"], patch=6))
+    cfg = runner._config("pretrain", "x", tmp_path, tmp_path / "train.txt", 0)
+    assert cfg.data.geometry.grid == (4, 8, 8)  # 48 px frames in 6 px patches, 8 frames in tubelets of 2
+    capsys.readouterr()
+    assert main(["experiment", "masking", "--preset", "large", "--out", str(tmp_path / "bad"), "--patch", "5",
+                 "--report-only"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--patch 5" in err and "6, 8, 12" in err
+    assert not (tmp_path / "bad").exists()

@@ -34,6 +34,9 @@ def add_arguments(p):
                    help="override the label fractions (the first is also used for the curve)")
     p.add_argument("--curve", type=float, nargs="+", default=None,
                    help="override the pre-training fractions whose checkpoints are fine-tuned")
+    p.add_argument("--patch", type=int, default=None,
+                   help="override the patch side in pixels, i.e. the token grid (small / large: 8 px "
+                   "patches of 48 px frames = 6x6; 6 px = 8x8); must divide the frame size")
     p.add_argument("--plain-pixels", action="store_true",
                    help="pre-train on plain pixels instead of per-tubelet normalised pixels")
     p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
@@ -66,6 +69,12 @@ def run(args):
         changes["curve_labels"] = args.fractions[-1]
     if args.curve:
         changes["curve"] = tuple(args.curve)
+    if args.patch:
+        if preset.size % args.patch:
+            divisors = [d for d in range(2, preset.size) if preset.size % d == 0]
+            raise MGMError(f"--patch {args.patch}: the {preset.size} px frames of preset {args.preset} do not "
+                           f"divide into {args.patch} px patches; choose one of {', '.join(map(str, divisors))}")
+        changes["patch"] = args.patch
     if args.plain_pixels:
         changes["norm_pix"] = False
     if args.no_probe:
