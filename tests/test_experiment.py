@@ -297,3 +297,6 @@ def test_patch_sets_the_token_grid_of_every_run(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--patch 5" in err and "6, 8, 12" in err
     assert not (tmp_path / "bad").exists()
+    assert main(["experiment", "masking", "--preset", "large", "--out", str(tmp_path / "bad"), "--patch", "0",
+                 "--report-only"]) == 1  # not silently the preset's grid
+    assert not (tmp_path / "bad").exists()

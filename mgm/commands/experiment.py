@@ -69,8 +69,8 @@ def run(args):
         changes["curve_labels"] = args.fractions[-1]
     if args.curve:
         changes["curve"] = tuple(args.curve)
-    if args.patch:
-        if preset.size % args.patch:
+    if args.patch is not None:
+        if args.patch < 1 or preset.size % args.patch:
             divisors = [d for d in range(2, preset.size) if preset.size % d == 0]
             raise MGMError(f"--patch {args.patch}: the {preset.size} px frames of preset {args.preset} do not "
                            f"divide into {args.patch} px patches; choose one of {', '.join(map(str, divisors))}")
