@@ -20,6 +20,9 @@ class Geometry:
     patch: int = 16
 
     def __post_init__(self):
+        for name in ("num_frames", "size", "tubelet", "patch"):
+            if getattr(self, name) < 1:  # a zero would divide by zero, a negative patch pass the checks below
+                raise ValueError(f"{name}={getattr(self, name)} is not a positive number")
         if self.num_frames % self.tubelet:
             raise ValueError(f"num_frames={self.num_frames} is not a multiple of tubelet={self.tubelet}")
         if self.size % self.patch:

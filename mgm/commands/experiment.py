@@ -51,6 +51,7 @@ def add_arguments(p):
 def run(args):
     from dataclasses import replace
 
+    from mgm.config import Geometry
     from mgm.errors import MGMError
     from mgm.experiment import PRESETS, Arm, Runner
 
@@ -70,10 +71,12 @@ def run(args):
     if args.curve:
         changes["curve"] = tuple(args.curve)
     if args.patch is not None:
-        if args.patch < 1 or preset.size % args.patch:
+        try:  # Geometry holds the rule (a positive divisor of the frame size); the runs build one later
+            Geometry(num_frames=preset.num_frames, size=preset.size, patch=args.patch)
+        except ValueError as e:
             divisors = [d for d in range(2, preset.size) if preset.size % d == 0]
-            raise MGMError(f"--patch {args.patch}: the {preset.size} px frames of preset {args.preset} do not "
-                           f"divide into {args.patch} px patches; choose one of {', '.join(map(str, divisors))}")
+            raise MGMError(f"--patch {args.patch}: {e} (the frames of preset {args.preset}); "
+                           f"choose one of {', '.join(map(str, divisors))}")
         changes["patch"] = args.patch
     if args.plain_pixels:
         changes["norm_pix"] = False
