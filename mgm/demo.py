@@ -65,7 +65,7 @@ def _reconstruction_png(runner, ckpt: str, path: Path) -> None:
     model, geometry = load_pretrained(ckpt)
     _, test = runner._memory_splits()
     idx = clip_indices(test.split.video.shape[1], geometry, test.stride, None)
-    frames = np.asarray(test.split.video[int(test.items[0]), idx])  # uint8 [T, S, S, 3]
+    frames = np.asarray(test.frames(int(test.items[0]), idx))  # uint8 [T, S, S, 3]
     mask = build_mask_generator("mgm", geometry, 0.75)(test.motion(int(test.items[0]), idx),
                                                        np.random.default_rng(0))
     recon = reconstruct_frames(model, frames, mask)

@@ -83,3 +83,26 @@ def test_a_second_save_of_one_split_keeps_the_first_and_leaves_no_temporary(tmp_
     split(2).save(path)
     assert DecodedSplit.load(path).video.max() == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
+
+
+def test_a_file_listed_many_times_is_decoded_and_stored_once(bench, tmp_path):
+    """figures.py lists one video 64 times (64 random windows an epoch): one row, not 64 copies."""
+    lines = (bench / "val.txt").read_text().splitlines()
+    listing = tmp_path / "repeats.txt"
+    listing.write_text("\n".join([lines[3], lines[5], lines[3], lines[3], lines[5]]) + "\n")
+    cache = str(tmp_path / "cache")
+    split = decode_split(str(listing), root=str(bench), cache=cache, progress=False)
+    assert split.video.shape[0] == 2 and list(split.rows) == [0, 1, 0, 0, 1]
+    assert list(split.labels) == [3, 5, 3, 3, 5]
+    assert list(DecodedSplit.load(cache).rows) == [0, 1, 0, 0, 1]
+    for size in (None, 32):  # as decoded, and resized once (cached beside it)
+        rep = decode_split(str(listing), root=str(bench), cache=cache, progress=False, size=size)
+        ref = decode_split(str(bench / "val.txt"), root=str(bench), cache=str(bench / "cache" / "val"),
+                           progress=False, size=size)
+        g = Geometry(num_frames=8, size=rep.video.shape[2], patch=8)
+        idx = clip_indices(32, g, 4, None)
+        a, b = MemoryClips(rep, g, 4, train=False), MemoryClips(ref, g, 4, train=False)
+        assert len(a) == 5 and rep.video.shape[0] == 2
+        for entry, source in enumerate([3, 5, 3, 3, 5]):
+            np.testing.assert_array_equal(a.frames(entry, idx), b.frames(source, idx))
+            np.testing.assert_array_equal(a.motion(entry, idx), b.motion(source, idx))

@@ -24,10 +24,12 @@ from mgm.motion import accumulate, resample_to_grid
 
 @dataclass
 class DecodedSplit:
-    """A whole split in memory. video: uint8 [N, F, H, W, 3]; dx, dy: float16 [N, F, Hb, Wb]
-    (per decoded frame, 16-px blocks of the *source* frames); labels: int64 [N]; paths: [N]
-    relative paths; source_size: side of the decoded frames the motion grid refers to (0: the
-    video's own size; set when the video was resized, see `resize_split`)."""
+    """A whole split in memory: N list entries over U <= N distinct files. video: uint8
+    [U, F, H, W, 3]; dx, dy: float16 [U, F, Hb, Wb] (per decoded frame, 16-px blocks of the
+    *source* frames); labels: int64 [N]; paths: [N] as listed; rows: int64 [N], the row of video /
+    dx / dy holding each entry (a list naming one file many times, e.g. for several windows of
+    it, decodes and stores it once); source_size: side of the decoded frames the motion grid
+    refers to (0: the video's own size; set when the video was resized, see `resize_split`)."""
 
     video: np.ndarray
     dx: np.ndarray
@@ -35,8 +37,13 @@ class DecodedSplit:
     labels: np.ndarray
     paths: list
     source_size: int = 0
+    rows: np.ndarray | None = None  # None: one row per entry (and caches written before rows)
 
     FIELDS = ("video", "dx", "dy", "labels", "paths")
+
+    def __post_init__(self):
+        if self.rows is None:
+            self.rows = np.arange(len(self.labels))
 
     @property
     def motion_frame_size(self) -> int:
@@ -55,6 +62,7 @@ class DecodedSplit:
             value = getattr(self, name)
             np.save(os.path.join(tmp, name + ".npy"), np.array(value) if name == "paths" else value)
         np.save(os.path.join(tmp, "source_size.npy"), np.array(self.source_size))
+        np.save(os.path.join(tmp, "rows.npy"), np.asarray(self.rows, np.int64))
         try:
             os.rename(tmp, path)
         except OSError:
@@ -70,7 +78,9 @@ class DecodedSplit:
         arrays["paths"] = arrays["paths"].tolist()
         size_file = os.path.join(path, "source_size.npy")
         source = int(np.load(size_file)) if os.path.exists(size_file) else 0
-        return cls(**arrays, source_size=source)
+        rows_file = os.path.join(path, "rows.npy")
+        rows = np.load(rows_file) if os.path.exists(rows_file) else None
+        return cls(**arrays, source_size=source, rows=rows)
 
 
 def decode_split(list_file: str, root: str | None = None, cache: str | None = None,
@@ -95,13 +105,15 @@ def decode_split(list_file: str, root: str | None = None, cache: str | None = No
     if cache and os.path.exists(cache):
         return DecodedSplit.load(cache)
     entries = read_list(list_file, root=root)
-    it = entries
+    files = list(dict.fromkeys(e.path for e in entries))  # distinct, in list order
+    row_of = {path: r for r, path in enumerate(files)}
+    it = files
     if progress:
         from tqdm import tqdm
-        it = tqdm(entries, desc=f"decode {os.path.basename(list_file)}", unit="clip", leave=False)
+        it = tqdm(files, desc=f"decode {os.path.basename(list_file)}", unit="clip", leave=False)
     videos, dxs, dys = [], [], []
-    for e in it:
-        frames, dx, dy, _ = _decode_all(e.path)
+    for path in it:
+        frames, dx, dy, _ = _decode_all(path)
         videos.append(frames), dxs.append(dx), dys.append(dy)
     lengths = {v.shape for v in videos}
     if len(lengths) != 1:
@@ -109,7 +121,8 @@ def decode_split(list_file: str, root: str | None = None, cache: str | None = No
                        "the in-memory dataset needs equal clips")
     split = DecodedSplit(np.stack(videos), np.stack(dxs).astype(np.float16),
                          np.stack(dys).astype(np.float16),
-                         np.array([e.label for e in entries], np.int64), [e.path for e in entries])
+                         np.array([e.label for e in entries], np.int64), [e.path for e in entries],
+                         rows=np.array([row_of[e.path] for e in entries], np.int64))
     if cache:
         split.save(cache)
     return split
@@ -129,7 +142,8 @@ def resize_split(split: DecodedSplit, size: int, progress: bool = True, chunk: i
         v = torch.nn.functional.interpolate(v, size=(size, size), mode="bilinear", align_corners=False,
                                             antialias=True)
         out[i:i + chunk] = v.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(-1, f, size, size, 3).numpy()
-    return DecodedSplit(out, split.dx, split.dy, split.labels, split.paths, split.motion_frame_size)
+    return DecodedSplit(out, split.dx, split.dy, split.labels, split.paths, split.motion_frame_size,
+                        split.rows)
 
 
 def _decode_all(path):
@@ -177,11 +191,16 @@ class MemoryClips(torch.utils.data.Dataset):
     def labels(self) -> np.ndarray:
         return self.split.labels[self.items]
 
+    def frames(self, i: int, idx: np.ndarray) -> np.ndarray:
+        """uint8 [T, H, W, 3]: entry i's frames at indices idx."""
+        return self.split.video[self.split.rows[i], idx]
+
     def motion(self, i: int, idx: np.ndarray) -> np.ndarray:
-        """float32 [T, 2, H', W']: motion of each sampled frame over the stride, on the patch grid."""
+        """float32 [T, 2, H', W']: motion of entry i's sampled frames over the stride, on the patch grid."""
         s = self.split
         size = s.motion_frame_size
-        dx, dy = accumulate(s.dx[i].astype(np.float32), s.dy[i].astype(np.float32), idx, self.stride)
+        r = s.rows[i]
+        dx, dy = accumulate(s.dx[r].astype(np.float32), s.dy[r].astype(np.float32), idx, self.stride)
         g = self.geometry
         gx, gy = resample_to_grid(dx, dy, (size, size), (0, 0, size, size), (g.size, g.size),
                                   g.grid[1:])
@@ -191,7 +210,7 @@ class MemoryClips(torch.utils.data.Dataset):
         i = int(self.items[index])
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
         idx = clip_indices(self.split.video.shape[1], self.geometry, self.stride, rng)
-        video = torch.from_numpy(self.split.video[i, idx]).permute(3, 0, 1, 2).float() / 255  # C,T,H,W
+        video = torch.from_numpy(self.frames(i, idx)).permute(3, 0, 1, 2).float() / 255  # C,T,H,W
         if video.shape[-1] != self.geometry.size:
             video = torch.nn.functional.interpolate(video, size=(self.geometry.size,) * 2,
                                                     mode="bilinear", align_corners=False, antialias=True)
