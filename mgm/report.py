@@ -139,6 +139,8 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
             if (arm, text) in diffs_of:
                 md.append(f"- {name} − tube, {text}: {_diff_text(diffs_of[arm, text])}")
         frac = h["steps_fraction_to_match_tube"]
+        if len(curve.get(arm, [])) < 2:  # the final checkpoint alone says nothing about fewer steps
+            continue
         md.append(f"- {name} reaches tube's final accuracy ({_labels(curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None
                      else "at none of the checkpoints"))

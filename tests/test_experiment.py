@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mgm.experiment import PRESETS, Arm
+from mgm.experiment import PRESETS, Arm, prepare_data
 from mgm.report import _steps_to_reach, summarise
 
 
@@ -89,16 +89,16 @@ def test_no_scratch_drops_only_the_scratch_baselines(tmp_path):
     assert len(full) - len(lean) == 3  # 2 label fractions + the shifted variant, 1 seed
 
 
-def test_large_preset_is_small_recipe_on_larger_objects():
-    """Only the data differs from `small` in what a run does (the rest is which runs to make), so
+def test_large_preset_is_long_recipe_on_larger_objects():
+    """Only the data differs from `long` in what a run does (the rest is which runs to make), so
     the two benchmarks' figures compare like for like."""
     from dataclasses import asdict
 
     from mgm.data import synth
     from mgm.experiment import Runner
 
-    small, large = asdict(PRESETS["small"]), asdict(PRESETS["large"])
-    assert sorted(k for k in small if small[k] != large[k] and k not in Runner._SELECTION) == ["synth"]
+    long, large = asdict(PRESETS["long"]), asdict(PRESETS["large"])
+    assert sorted(k for k in long if long[k] != large[k] and k not in Runner._SELECTION) == ["synth"]
     assert synth.PRESETS[large["synth"]].scene.radius == (0.165, 0.27)
     assert [a.name for a in PRESETS["large"].arms] == ["tube-0.75", "mgm-0.75"]
 
@@ -154,6 +154,8 @@ def test_summary_compares_every_other_arm_with_tube_at_its_ratio():
     assert v["steps_fraction_to_match_tube"] == pytest.approx(10.4 / 12)
     assert "- mgm-0.75-focus0.5 − tube, all labels: +2.0 ± 1.4 points (2 seeds" in s["markdown"]
     assert "- mgm-0.75-focus0.5 reaches tube's final accuracy (all labels) with 87% of the" in s["markdown"]
+    # motion-topk has its final checkpoint only (ahead of nothing, but also measured at no fewer steps)
+    assert "motion-topk-0.75 reaches" not in s["markdown"]
     # ... on the seeds both have: a third tube seed (tube's mean 60) does not move the target
     third = summarise(recs + [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": 2,
                                "top1": 90.0}], 1.0)
@@ -217,7 +219,6 @@ def test_a_second_recipe_reuses_another_folders_benchmark(tmp_path, capsys):
     from mgm.cli import main
     from mgm.data.lists import write_list
     from mgm.errors import MGMError
-    from mgm.experiment import prepare_data
 
     data = tmp_path / "shared"
     for variant in ("base", "shifted"):
@@ -300,3 +301,48 @@ def test_patch_sets_the_token_grid_of_every_run(tmp_path, capsys):
     assert main(["experiment", "masking", "--preset", "large", "--out", str(tmp_path / "bad"), "--patch", "0",
                  "--report-only"]) == 1  # not silently the preset's grid
     assert not (tmp_path / "bad").exists()
+
+
+def test_only_full_arms_get_the_curve_fractions_probes_and_transfer(tmp_path, monkeypatch):
+    """`small` keeps its budget by evaluating the 0.75 pair every way and the other arms once."""
+    from dataclasses import replace
+
+    from mgm.experiment import Arm, Runner
+
+    preset = replace(PRESETS["smoke"], arms=(Arm("tube", 0.75), Arm("random", 0.9)), full_arms=("tube-0.75",))
+    runner = Runner(tmp_path, preset)
+    calls = []
+    monkeypatch.setattr(runner, "pretrain", lambda arm, seed: {"checkpoints": {"6": "a.pt", "12": "b.pt"}})
+    monkeypatch.setattr(runner, "finetune", lambda tag, init, frac, seed, variant="base":
+                        calls.append(("finetune", tag, init, frac, variant)))
+    monkeypatch.setattr(runner, "probe", lambda tag, init, seed: calls.append(("probe", tag, init)))
+    for arm in preset.arms:
+        runner._run_unit(("pretrain", arm, 0))
+    assert calls == [("finetune", "tube-0.75@6", "a.pt", 0.5, "base"),     # the curve point
+                     ("finetune", "tube-0.75@12", "b.pt", 1.0, "base"),    # every label fraction
+                     ("finetune", "tube-0.75@12", "b.pt", 0.5, "base"),
+                     ("probe", "tube-0.75@12", "b.pt"),
+                     ("finetune", "tube-0.75@12", "b.pt", 0.5, "shifted"),
+                     ("finetune", "random-0.9@12", "b.pt", 0.5, "base")]  # final, curve labels only
+
+
+def test_runners_started_together_wait_for_the_one_generating_the_data(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+
+    from mgm.data import synth
+
+    generated, generate = [], synth.generate
+    monkeypatch.setattr(synth, "generate", lambda out, **kw: (generated.append(out), generate(out, **kw)))
+    data = tmp_path / "data"
+    data.mkdir()
+    done = []
+    with open(data / ".lock", "w") as held:  # another runner is generating
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=lambda: done.append(prepare_data(data, PRESETS["smoke"], progress=False)))
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive() and generated == []
+    waiter.join(120)
+    assert generated == [str(data / "base"), str(data / "shifted")]
+    assert done and (done[0]["base"] / "meta.json").exists()

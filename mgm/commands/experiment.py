@@ -3,9 +3,14 @@ motion benchmark, fine-tune (all labels and a fraction), compare with training f
 linear probes, an untrained encoder and the raw codec motion maps.
 
   mgm experiment masking --preset smoke      # every stage once, ~2 minutes (CI)
-  mgm experiment masking --preset small      # the headline: tube / mgm at 0.75 and 0.9, random 0.9, 3 seeds
-  mgm experiment masking --preset ablation   # motion-topk, mgm-warp, no camera removal, focus, sigma
-  mgm experiment masking --preset large      # small's recipe on objects 1.5x larger (tube / mgm 0.75)
+  mgm experiment masking --preset small      # the headline: tube / mgm at 0.75 and 0.9, random 0.9, 3 seeds,
+                                             # <= 3 hours on 2 cores with two runners (see below)
+  mgm experiment masking --preset long       # the same arms, 3x longer training on smaller objects (~23 core-hours)
+  mgm experiment masking --preset ablation   # motion-topk, mgm-warp, no camera removal, focus, sigma (long's recipe)
+  mgm experiment masking --preset large      # long's recipe on small's larger objects (tube / mgm 0.75)
+
+Two cores: start one runner per core (--threads 1) on the same --out; one generates the data while
+the other waits, then each claims the next unit nobody holds.
 
 Resumable: every finished run is stored in OUT/results/ and skipped next time; run the same
 command again to continue. Writes OUT/results.md (tables), OUT/summary.json, OUT/curve.png.
@@ -17,7 +22,7 @@ HELP = "the MGM vs tube vs random masking experiment (resumable)"
 
 def add_arguments(p):
     p.add_argument("which", choices=["masking"], help="the experiment to run")
-    p.add_argument("--preset", default="smoke", choices=["smoke", "small", "ablation", "large"])
+    p.add_argument("--preset", default="smoke", choices=["smoke", "small", "long", "ablation", "large"])
     p.add_argument("--out", default=None, help="output directory (default runs/experiment/PRESET)")
     p.add_argument("--data", default=None,
                    help="where the benchmark is generated or found (default OUT/data); give another "
@@ -31,7 +36,7 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=None, help="override the pre-training steps")
     p.add_argument("--finetune-steps", type=int, default=None, help="override the fine-tuning steps")
     p.add_argument("--fractions", type=float, nargs="+", default=None,
-                   help="override the label fractions (the first is also used for the curve)")
+                   help="override the label fractions (the last is also used for the curve, the transfer and the running table)")
     p.add_argument("--curve", type=float, nargs="+", default=None,
                    help="override the pre-training fractions whose checkpoints are fine-tuned")
     p.add_argument("--patch", type=int, default=None,
