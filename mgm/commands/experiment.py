@@ -45,7 +45,11 @@ def add_arguments(p):
     p.add_argument("--plain-pixels", action="store_true",
                    help="pre-train on plain pixels instead of per-tubelet normalised pixels")
     p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
-    p.add_argument("--no-transfer", action="store_true", help="skip the shifted-variant fine-tunes")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--no-transfer", action="store_true", help="skip the shifted-variant fine-tunes")
+    t.add_argument("--transfer", action="store_true",
+                   help="add them (off in `small` to keep it within 3 hours; run again with --transfer on "
+                   "the same --out: only the shifted variant's data and fine-tunes are new)")
     p.add_argument("--no-scratch", action="store_true",
                    help="skip the from-scratch baselines (e.g. adding seeds of some arms only)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -87,8 +91,8 @@ def run(args):
         changes["norm_pix"] = False
     if args.no_probe:
         changes["probe"] = False
-    if args.no_transfer:
-        changes["transfer"] = False
+    if args.no_transfer or args.transfer:
+        changes["transfer"] = args.transfer
     if args.no_scratch:
         changes["scratch"] = False
     if args.threads is not None:
