@@ -180,7 +180,7 @@ def _prepare_data(data: Path, preset: Preset, progress: bool) -> dict[str, Path]
         roots["shifted"] = data / "shifted"
     for variant, root in roots.items():
         meta = root / "meta.json"
-        if not meta.exists():
+        if not _generated(root):
             synth.generate(str(root), preset=preset.synth, seed=0 if variant == "base" else 1,
                            variant=variant, progress=progress)
         made = json.loads(meta.read_text())
@@ -197,6 +197,15 @@ def _prepare_data(data: Path, preset: Preset, progress: bool) -> dict[str, Path]
                         order[labels[order] == c][:max(1, round(frac * (labels == c).sum()))]]
                 write_list(path, [(samples[i].path, samples[i].label) for i in sorted(keep)])
     return roots
+
+
+def _generated(root: Path) -> bool:
+    """True when `mgm synth` finished there: it writes meta.json first and the split lists last, so
+    an interrupted generation is redone (over the same meta) instead of failing later."""
+    meta = root / "meta.json"
+    if not meta.exists():
+        return False
+    return all((root / f"{split}.txt").exists() for split in json.loads(meta.read_text()).get("per_class", {}))
 
 
 def _num_clips(list_file: Path) -> int:

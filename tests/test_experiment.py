@@ -346,3 +346,11 @@ def test_runners_started_together_wait_for_the_one_generating_the_data(tmp_path,
     waiter.join(120)
     assert generated == [str(data / "base"), str(data / "shifted")]
     assert done and (done[0]["base"] / "meta.json").exists()
+
+
+def test_an_interrupted_generation_is_redone(tmp_path):
+    """`mgm synth` writes meta.json first and the lists last: stopped in between, the next call
+    generates again instead of failing on a missing list."""
+    roots = prepare_data(tmp_path, PRESETS["smoke"], progress=False)
+    (roots["base"] / "val.txt").unlink()
+    assert (prepare_data(tmp_path, PRESETS["smoke"], progress=False)["base"] / "val.txt").exists()
