@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -167,7 +168,12 @@ def prepare_data(data: Path, preset: Preset, progress: bool = True) -> dict[str,
 
     data.mkdir(parents=True, exist_ok=True)
     with open(data / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"waiting for another runner to generate the benchmark in {data}", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if that process dies
         return _prepare_data(data, preset, progress)
 
 
@@ -464,7 +470,7 @@ class Runner:
         from tqdm import tqdm
 
         p = self.preset
-        self.roots = prepare_data(self.data, p, progress=self.verbose)
+        self.roots = prepare_data(self.data, p)  # minutes the first time: always with a progress bar
         todo = self.units()
         bar = tqdm(todo, desc="experiment", unit="run")
         try:
