@@ -5,7 +5,8 @@ linear probes, an untrained encoder and the raw codec motion maps.
   mgm experiment masking --preset smoke      # every stage once, ~2 minutes (CI)
   mgm experiment masking --preset small      # the headline: tube / mgm at 0.75 and 0.9, random 0.9, 3 seeds,
                                              # <= 3 hours on 2 cores with two runners (see below)
-  mgm experiment masking --preset long       # the same arms, 3x longer training on smaller objects (~23 core-hours)
+  mgm experiment masking --preset long       # the same arms: a larger ViT, 3x the pre-training, 2x the fine-tuning,
+                                             # smaller objects (~23 core-hours)
   mgm experiment masking --preset ablation   # motion-topk, mgm-warp, no camera removal, focus, sigma (long's recipe)
   mgm experiment masking --preset large      # long's recipe on small's larger objects (tube / mgm 0.75)
 
