@@ -109,9 +109,10 @@ class Preset:
 
 
 MAIN = (Arm("tube", 0.75), Arm("mgm", 0.75), Arm("tube", 0.9), Arm("mgm", 0.9), Arm("random", 0.9))
-# The long recipe (~23 core-hours for every arm and evaluation; its 6-seed table is in RESULTS.md). 48 px frames (the 96 px clips resized once), 8 px patches and the
-# 128-d "micro" ViT: 6 x 6 patches x 4 slots = 144 tokens, the grid MGM needs to place a mask on
-# an object (the 96 px / 16 px / 192-d setting cost 2x per step for the same grid).
+# The long recipe (~23 core-hours for every arm and evaluation; its 6-seed table is in RESULTS.md).
+# 48 px frames (the 96 px clips resized once), 8 px patches and the 128-d "micro" ViT: 6 x 6
+# patches x 4 slots = 144 tokens, the grid MGM needs to place a mask on an object (the 96 px /
+# 16 px / 192-d setting cost 2x per step for the same grid).
 # Plain-pixel targets: with VideoMAE's normalised pixels the loss sat at the predict-the-mean
 # floor (0.990 after 1,500 steps, on dev) and fine-tuning from it learned nothing; plain pixels
 # fall to 0.007 in 900 steps and their checkpoints fine-tune faster than scratch (RESULTS.md).
@@ -211,7 +212,8 @@ def _generated(root: Path) -> bool:
     meta = root / "meta.json"
     if not meta.exists():
         return False
-    return all((root / f"{split}.txt").exists() for split in json.loads(meta.read_text()).get("per_class", {}))
+    splits = json.loads(meta.read_text()).get("per_class", {})
+    return all((root / f"{split}.txt").exists() for split in splits)
 
 
 def _num_clips(list_file: Path) -> int:

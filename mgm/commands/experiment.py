@@ -37,7 +37,8 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=None, help="override the pre-training steps")
     p.add_argument("--finetune-steps", type=int, default=None, help="override the fine-tuning steps")
     p.add_argument("--fractions", type=float, nargs="+", default=None,
-                   help="override the label fractions (the last is also used for the curve, the transfer and the running table)")
+                   help="override the label fractions (the last is also used for the curve, the "
+                   "transfer and the running table)")
     p.add_argument("--curve", type=float, nargs="+", default=None,
                    help="override the pre-training fractions whose checkpoints are fine-tuned")
     p.add_argument("--patch", type=int, default=None,
