@@ -405,6 +405,7 @@ class Runner:
             return self.result(key)
         from mgm.probe import encoder_features, linear_probe
 
+        t = time.perf_counter()
         train, test = self._memory_splits()
         res = {"tag": tag, "seed": seed}
         feats = {which: encoder_features(self._probe_model(init, seed), split, self.preset)
@@ -412,7 +413,7 @@ class Runner:
         for pooling in ("mean", "slots"):
             res[pooling] = linear_probe(feats["train"][pooling], train.labels(),
                                         feats["test"][pooling], test.labels())
-        return self._store(key, res)
+        return self._store(key, {**res, "seconds": round(time.perf_counter() - t, 1)})
 
     def motion_probe(self) -> dict:
         """A linear probe on the codec's motion maps (camera motion removed): nothing learned."""
