@@ -74,6 +74,18 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
             plines.append(f"| {arm} | {_ms(probes[arm]['mean'])} | {_ms(probes[arm].get('slots', []))} |")
     probe_table = "\n".join(plines)
 
+    # Per seed: which runs stayed at chance is what decides the means at this size.
+    seeds = sorted({k[-1] for k in by_seed})
+    runs = sorted({(a, s) for (v, a, s, f, _) in by_seed if v == "base" and f == curve_labels},
+                  key=lambda r: (r[0] != "scratch", r[0].split("-")[0] != "tube", r[0], r[1] or 0))
+    slines = [f"| fine-tuned, {_labels(curve_labels)} | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|" + "---|" * len(seeds)]
+    for a, st in runs:
+        cells = [by_seed.get(("base", a, st, curve_labels, s)) for s in seeds]
+        slines.append(f"| {a}{'' if st is None else f', {st} steps'} | "
+                      + " | ".join("—" if c is None else f"{c:.1f}" for c in cells) + " |")
+    seed_table = "\n".join(slines)
+
     # The curve of an arm uses the seeds that have every one of its points (a seed run with the
     # final checkpoint only counts in the table, not here), so that its points compare like with like.
     def curve_of(arm: str, among=None) -> tuple[list, set]:
@@ -126,7 +138,7 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
         else:  # keys without "mgm_": the arm may be another strategy
             versus_tube[arm] = {k.replace("mgm_minus", "minus"): v for k, v in h.items()}
 
-    md = [table, ""] + ([probe_table, ""] if probes else [])
+    md = [table, ""] + ([probe_table, ""] if probes else []) + [seed_table, ""]
     for arm in arms:
         for text, f, variant, _ in conditions:
             d = paired(arm, "scratch", f, variant)

@@ -128,6 +128,10 @@ def test_summary_pairs_seeds_for_the_difference():
     # A seed with an extra curve point: only seeds with every point make the curve.
     more = recs + [{"tag": "tube-0.75@6", "variant": "base", "fraction": 1.0, "seed": 1, "top1": 20.0}]
     assert summarise(more, 1.0)["curve"]["tube-0.75"] == [(6, 20.0, 0.0), (12, 40.0, 0.0)]
+    # ... and the per-seed table shows every run, scratch and tube first, a missing one as —
+    assert ("| fine-tuned, all labels | seed 0 | seed 1 |\n|---|---|---|\n| scratch | 30.0 | 30.0 |\n"
+            "| tube-0.75, 6 steps | — | 20.0 |\n| tube-0.75, 12 steps | 50.0 | 40.0 |\n"
+            "| mgm-0.75, 12 steps | 56.0 | 42.0 |") in summarise(more, 1.0)["markdown"]
     assert s["headline"]["0.75"]["mgm_minus_tube_f1_ci95"] == pytest.approx((4 - 12.706 * 2, 4 + 12.706 * 2))
     # One seed: the difference alone, no spread or interval.
     one = summarise([r for r in recs if r["seed"] == 0], 1.0)["markdown"]
