@@ -32,28 +32,18 @@ def left_chance(losses: list[tuple[int, float]], chance: float, drop: float, win
     return None
 
 
-def step_losses(log: Path) -> list[tuple[int, float]]:
-    """The training steps' losses of a run's log.jsonl (not its evaluation lines)."""
-    out = []
-    for line in log.read_text().splitlines():
-        r = json.loads(line)
-        if r.get("event") == "step" and "loss" in r:
-            out.append((r["step"], r["loss"]))
-    return out
-
-
 def plateau(out: Path, classes: int = 12, drop: float = 0.15, window: int = 5) -> list[dict]:
-    from mgm.experiment import finetune_run_name
+    from mgm.experiment import finetune_run_name, run_losses
 
     rows = []
     for f in sorted((out / "results").glob("finetune__base__*.json")):
         r = json.loads(f.read_text())
-        log = out / "runs" / finetune_run_name(r["tag"], r["fraction"], r["seed"], r["variant"]) / "log.jsonl"
-        if not log.exists():
-            print(f"{log}: missing, skipped", file=sys.stderr)
+        run = out / "runs" / finetune_run_name(r["tag"], r["fraction"], r["seed"], r["variant"])
+        if not (run / "log.jsonl").exists():
+            print(f"{run / 'log.jsonl'}: missing, skipped", file=sys.stderr)
             continue
         rows.append({"tag": r["tag"], "seed": r["seed"], "fraction": r["fraction"], "top1": r["top1"],
-                     "left_chance_at": left_chance(step_losses(log), math.log(classes), drop, window)})
+                     "left_chance_at": left_chance(run_losses(run), math.log(classes), drop, window)})
     return sorted(rows, key=lambda x: (x["fraction"] < 1, x["seed"], x["tag"]))
 
 

@@ -368,7 +368,7 @@ class Runner:
         if missing:
             raise MGMError(f"pre-training {arm.name} left no checkpoint {missing[0]}")
         return self._store(key, {"arm": arm.name, "seed": seed, "final_loss": out["loss"],
-                                 "loss_curve": _losses(cfg.run_dir), "checkpoints": ckpts,
+                                 "loss_curve": run_losses(cfg.run_dir), "checkpoints": ckpts,
                                  "seconds": round(time.perf_counter() - t, 1)})
 
     def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> dict:
@@ -575,8 +575,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _losses(run_dir: Path) -> list:
-    """[(step, loss)] from the run's JSONL log."""
+def run_losses(run_dir: Path) -> list:
+    """[(step, training loss)] from the run's JSONL log (not its evaluation lines); [] if none."""
     path = Path(run_dir) / "log.jsonl"
     if not path.exists():
         return []
