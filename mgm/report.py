@@ -132,7 +132,10 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
                 h[key + "_ci95"] = _ci95(diffs)
         # on the seeds both curves have: another seed's luck would move the target
         common = complete[arm][1] & complete[tube][1]
-        h["steps_fraction_to_match_tube"] = _steps_to_reach(curve_of(arm, common)[0], curve_of(tube, common)[0])
+        # the final checkpoint alone says nothing about fewer steps: None, not 1.0
+        arm_curve = curve_of(arm, common)[0]
+        h["steps_fraction_to_match_tube"] = (_steps_to_reach(arm_curve, curve_of(tube, common)[0])
+                                             if len(arm_curve) >= 2 else None)
         if arm == f"mgm-{ratio}":
             headline[ratio] = h
         else:  # keys without "mgm_": the arm may be another strategy
@@ -151,7 +154,7 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
             if (arm, text) in diffs_of:
                 md.append(f"- {name} − tube, {text}: {_diff_text(diffs_of[arm, text])}")
         frac = h["steps_fraction_to_match_tube"]
-        if len(curve.get(arm, [])) < 2:  # the final checkpoint alone says nothing about fewer steps
+        if len(curve.get(arm, [])) < 2:  # see steps_fraction_to_match_tube above
             continue
         md.append(f"- {name} reaches tube's final accuracy ({_labels(curve_labels)}) "
                   + (f"with {100 * frac:.0f}% of the pre-training steps" if frac is not None

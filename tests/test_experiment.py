@@ -160,6 +160,9 @@ def test_summary_compares_every_other_arm_with_tube_at_its_ratio():
     assert "- mgm-0.75-focus0.5 reaches tube's final accuracy (all labels) with 87% of the" in s["markdown"]
     # motion-topk has its final checkpoint only (ahead of nothing, but also measured at no fewer steps)
     assert "motion-topk-0.75 reaches" not in s["markdown"]
+    assert s["versus_tube"]["motion-topk-0.75"]["steps_fraction_to_match_tube"] is None  # not 1.0 or any figure
+    better = summarise([dict(r, top1=99.0) if r["tag"] == "motion-topk-0.75@12" else r for r in recs], 1.0)
+    assert better["versus_tube"]["motion-topk-0.75"]["steps_fraction_to_match_tube"] is None  # ahead: still None
     # ... on the seeds both have: a third tube seed (tube's mean 60) does not move the target
     third = summarise(recs + [{"tag": "tube-0.75@12", "variant": "base", "fraction": 1.0, "seed": 2,
                                "top1": 90.0}], 1.0)
