@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,7 @@ class Preset:
     finetune_batch: int = 32
     finetune_lr: float = 4e-3
     finetune_layer_decay: float = 0.75  # VideoMAE's; 1.0 = none
+    finetune_pooling: str = "mean"  # the head's input: "mean" (VideoMAE) or "slots" (order-aware; see model.py)
     probe: bool = True
     transfer: bool = True
     scratch: bool = True            # the from-scratch baselines (off: e.g. more seeds of some arms only)
@@ -257,8 +258,10 @@ class Runner:
         path = self.out / "recipe.json"
         if path.exists():
             old = json.loads(path.read_text())
+            # a field added since the folder was made counts as its default there
+            defaults = {f.name: f.default for f in fields(Preset)}
             diff = sorted(k for k in set(old) | set(recipe)
-                          if k not in self._SELECTION and old.get(k) != recipe.get(k))
+                          if k not in self._SELECTION and old.get(k, defaults.get(k)) != recipe.get(k))
             if diff:
                 raise MGMError(f"{self.out}: holds results of another recipe (differs in {', '.join(diff)}); "
                                "choose another --out")
@@ -385,7 +388,7 @@ class Runner:
         per_epoch = max(1, _num_clips(tlist) // p.finetune_batch)
         epochs = -(-p.finetune_steps // per_epoch)
         cfg = self._config("finetune", finetune_run_name(tag, frac, seed, variant), root,
-                           tlist, seed, model={"init": init or ""},
+                           tlist, seed, model={"init": init or "", "pooling": p.finetune_pooling},
                            data={"batch_size": p.finetune_batch},
                            optim={"epochs": epochs, "max_steps": p.finetune_steps,
                                   "base_lr": p.finetune_lr, "warmup_epochs": 0.1 * epochs,

@@ -161,6 +161,9 @@ def to_hf(state_dict: dict[str, Tensor], *, check_pos: bool = True) -> dict[str,
 def hf_config_kwargs(cfg, *, pretrain: bool) -> dict:
     """`transformers.VideoMAEConfig` arguments for our ModelConfig. A pre-training model needs
     use_mean_pooling=False there, since that flag also decides whether its encoder has a final norm."""
+    if getattr(cfg, "pooling", "mean") != "mean":
+        raise ValueError(f"a classifier with pooling={cfg.pooling!r} has no transformers VideoMAE "
+                         "counterpart (its head reads the mean of all tokens)")
     return dict(
         image_size=cfg.img_size, patch_size=cfg.patch, num_channels=cfg.in_chans, num_frames=cfg.num_frames,
         tubelet_size=cfg.tubelet, hidden_size=cfg.embed_dim, num_hidden_layers=cfg.depth,

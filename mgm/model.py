@@ -49,12 +49,21 @@ class ModelConfig:
     num_classes: int = 0
     fc_drop: float = 0.0
     use_mean_pooling: bool = True
+    # Fine-tuning head input: "mean" (VideoMAE) or "slots": the per-tubelet-slot means, each
+    # fc_norm'ed, concatenated [T' * D]. Slots keep temporal order, which a mean over all tokens
+    # only keeps once the encoder has learnt to write it into every token (RESULTS.md: on the
+    # benchmark's motion classes fine-tuning sat at chance for ~400 steps with "mean").
+    pooling: str = "mean"
     grad_checkpointing: bool = False
     norm_eps: float = 1e-6  # VideoMAE's LayerNorm eps (transformers' config default is 1e-12)
     head_init_scale: float = 0.001  # VideoMAE fine-tuning scales the fresh head's init by this
 
     def __post_init__(self):
         self.geometry  # validates divisibility
+        if self.pooling not in ("mean", "slots"):
+            raise ValueError(f"pooling={self.pooling!r} is not one of mean, slots")
+        if self.pooling == "slots" and not self.use_mean_pooling:
+            raise ValueError("pooling='slots' needs use_mean_pooling=True (it pools over space per slot)")
         for name, dim, heads in (("", self.embed_dim, self.num_heads),
                                  ("decoder_", self.decoder_embed_dim, self.decoder_num_heads)):
             if dim % heads:
@@ -451,7 +460,8 @@ class VideoMAEPretrain(nn.Module):
 
 
 class VideoMAEClassifier(nn.Module):
-    """Encoder on all tokens, mean pooling, LayerNorm, dropout, linear head (VideoMAE fine-tuning)."""
+    """Encoder on all tokens, mean pooling, LayerNorm, dropout, linear head (VideoMAE fine-tuning);
+    with cfg.pooling "slots" the head reads the T' per-slot features [T' * D] instead of their mean."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -459,7 +469,8 @@ class VideoMAEClassifier(nn.Module):
         self.encoder = VideoMAEEncoder(cfg, final_norm=not cfg.use_mean_pooling)
         self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.use_mean_pooling else None
         self.fc_dropout = nn.Dropout(cfg.fc_drop)
-        self.head = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        head_in = cfg.embed_dim * (cfg.geometry.grid[0] if cfg.pooling == "slots" else 1)
+        self.head = nn.Linear(head_in, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.apply(self._init)
         if isinstance(self.head, nn.Linear):
             with torch.no_grad():
@@ -492,7 +503,8 @@ class VideoMAEClassifier(nn.Module):
 
     def forward(self, video: Tensor) -> Tensor:
         """video `[B, C, T, H, W]` -> logits `[B, num_classes]`."""
-        return self.head(self.fc_dropout(self.features(video)))
+        x = self.features_per_slot(video).flatten(1) if self.cfg.pooling == "slots" else self.features(video)
+        return self.head(self.fc_dropout(x))
 
     def no_weight_decay(self) -> set[str]:
         return _no_weight_decay(self)

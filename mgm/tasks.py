@@ -27,7 +27,9 @@ def model_config(cfg: TrainConfig, num_classes: int = 0):
                                        tubelet=d.tubelet, patch=d.patch, drop_path=cfg.model.drop_path,
                                        grad_checkpointing=cfg.model.grad_checkpointing,
                                        norm_pix_loss=cfg.model.norm_pix_loss,
-                                       num_classes=num_classes)
+                                       num_classes=num_classes,
+                                       # the head's input; a probe's backbone (no head) pools itself
+                                       pooling=cfg.model.pooling if num_classes else "mean")
     except ValueError as e:
         raise MGMError(f"config model: {e}") from None
 

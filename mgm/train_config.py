@@ -24,7 +24,7 @@ class ModelSection:
     drop_path: float = 0.0
     grad_checkpointing: bool = False
     init: str = ""                    # checkpoint whose encoder initialises fine-tuning / probing
-    pooling: str = "mean"             # linear probe features: "mean" [B,D] or "slots" [B,T'*D]
+    pooling: str = "mean"             # fine-tune head / linear probe input: "mean" [B,D] or "slots" [B,T'*D]
     norm_pix_loss: bool = True        # pre-training target: per-tubelet normalised pixels (VideoMAE) or plain
 
 

@@ -3,6 +3,7 @@ non-finite loss handling, multi-view evaluation, mixup/cutmix targets, linear pr
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -426,6 +427,14 @@ def test_finetune_and_linprobe_learn_a_separable_task(tmp_path):
     ft = run_training("finetune", load_config("finetune", overrides=[
         *common, "run.name=ft", "optim.epochs=3", "optim.base_lr=0.05"]))
     assert ft["step"] == 24 and ft["eval"]["videos"] == 32 and ft["eval"]["top1"] >= 90.0
+    # the order-aware head learns it too, and its checkpoint is rebuilt with that head by `mgm eval`
+    slots = run_training("finetune", load_config("finetune", overrides=[
+        *common, "run.name=fts", "optim.epochs=3", "optim.base_lr=0.05", "model.pooling=slots"]))
+    assert slots["eval"]["top1"] >= 90.0
+    from mgm.cli import main
+
+    assert main(["eval", str(C.latest_checkpoint(tmp_path / "fts")), "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["top1"] == slots["eval"]["top1"]
     lp = run_training("linprobe", load_config("linprobe", overrides=[
         *common, "run.name=lp", "optim.epochs=3", "model.pooling=slots"]))
     assert lp["eval"]["top1"] >= 60.0

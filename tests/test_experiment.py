@@ -361,3 +361,31 @@ def test_an_interrupted_generation_is_redone(tmp_path):
     roots = prepare_data(tmp_path, PRESETS["smoke"], progress=False)
     (roots["base"] / "val.txt").unlink()
     assert (prepare_data(tmp_path, PRESETS["smoke"], progress=False)["base"] / "val.txt").exists()
+
+
+def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp_path, monkeypatch):
+    """A folder made before `finetune_pooling` existed holds mean-pooled fine-tunes: it resumes with
+    the default and refuses "slots"; the fine-tunes are configured with the preset's pooling."""
+    from dataclasses import replace
+
+    from mgm.errors import MGMError
+    from mgm.experiment import Runner
+
+    out = tmp_path / "old"
+    Runner(out, PRESETS["small"])
+    recipe = json.loads((out / "recipe.json").read_text())
+    del recipe["finetune_pooling"]
+    (out / "recipe.json").write_text(json.dumps(recipe))
+    Runner(out, PRESETS["small"])  # no error
+    slots = replace(PRESETS["small"], finetune_pooling="slots")
+    with pytest.raises(MGMError, match="differs in finetune_pooling"):
+        Runner(out, slots)
+    seen = []
+    monkeypatch.setattr("mgm.tasks.run_training", lambda command, cfg: seen.append(cfg) or {"eval": {"top1": 9.0}})
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "train.txt").write_text("".join(f"v{i}.mp4 {i % 2}\n" for i in range(40)))
+    runner = Runner(tmp_path / "new", slots)
+    runner.roots = {"base": root}
+    assert runner.finetune("scratch", None, 1.0, 0)["top1"] == 9.0
+    assert seen[0].model.pooling == "slots"

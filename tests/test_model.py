@@ -1,6 +1,7 @@
 """The VideoMAE model against references written independently of it (Conv3d, loops, formulas)."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -234,6 +235,23 @@ def test_features_per_slot_follow_their_frames():
     tokens = model.encoder(v)
     torch.testing.assert_close(model.features(v), model.fc_norm(tokens.mean(1)))
     torch.testing.assert_close(model(v), model.head(model.features(v)))
+
+
+def test_slot_pooling_reads_the_order_of_time_slots():
+    """Without attention, the mean over all tokens cannot tell a clip from its slots played backwards;
+    the slot-pooled head (the per-slot features concatenated) can, and equals head(flattened slots)."""
+    c = cfg(depth=0, num_classes=3)
+    mean, slots = VideoMAEClassifier(c).eval(), VideoMAEClassifier(replace(c, pooling="slots")).eval()
+    perturb(mean)
+    perturb(slots)
+    v = clip(c)
+    back = torch.cat(v.split(c.tubelet, dim=2)[::-1], dim=2)  # slot order reversed, frames within kept
+    torch.testing.assert_close(mean(v), mean(back))
+    assert (slots(v) - slots(back)).abs().max() > 1e-3
+    assert slots.head.in_features == c.geometry.grid[0] * c.embed_dim
+    torch.testing.assert_close(slots(v), slots.head(slots.features_per_slot(v).flatten(1)))
+    with pytest.raises(ValueError, match="pooling='avg' is not one of mean, slots"):
+        replace(c, pooling="avg")
 
 
 def test_classifier_head_init_scale():
