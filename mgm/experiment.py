@@ -241,13 +241,36 @@ class Runner:
     _SELECTION = ("arms", "seeds", "label_fractions", "curve", "curve_labels", "probe", "transfer", "scratch",
                   "full_arms", "threads")
 
-    def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False, data: str | Path | None = None):
+    # Preset fields that decide what a pre-training is: another folder's pre-trainings are reused
+    # (`pretrained`) only when these agree, e.g. to try another fine-tuning recipe on them.
+    _PRETRAINING = ("synth", "num_frames", "stride", "size", "patch", "model", "pretrain_steps",
+                    "pretrain_batch", "pretrain_lr", "norm_pix")
+
+    def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False, data: str | Path | None = None,
+                 pretrained: str | Path | None = None):
         self.out, self.preset, self.verbose = Path(out), preset, verbose
-        self.data = Path(data) if data else self.out / "data"
+        self.pretrained = Path(pretrained) if pretrained else None
+        if self.pretrained:
+            self._check_pretrained()
+        # the pre-trainings' own clips unless told otherwise
+        self.data = Path(data) if data else (self.pretrained or self.out) / "data"
         (self.out / "results").mkdir(parents=True, exist_ok=True)
         self.roots: dict[str, Path] = {}
         self._claims: list[Path] = []
         self._check_recipe()
+
+    def _check_pretrained(self) -> None:
+        from dataclasses import asdict
+
+        path = self.pretrained / "recipe.json"
+        if not path.exists():
+            raise MGMError(f"{self.pretrained}: not an experiment folder (no recipe.json) to take pre-trainings from")
+        theirs, ours = json.loads(path.read_text()), json.loads(json.dumps(asdict(self.preset)))
+        defaults = {f.name: f.default for f in fields(Preset)}
+        diff = [k for k in self._PRETRAINING if theirs.get(k, defaults.get(k)) != ours[k]]
+        if diff:
+            raise MGMError(f"{self.pretrained}: its pre-trainings differ from this recipe's in "
+                           f"{', '.join(diff)}; they cannot be reused")
 
     def _check_recipe(self) -> None:
         """Results are reused across calls, so a folder holds one recipe: refuse to mix two."""
@@ -348,6 +371,8 @@ class Runner:
                         for f in p.curve})
         run_dir = self.out / "runs" / f"pretrain-{arm.name}-s{seed}"
         ckpts = {str(s): str(checkpoint_path(run_dir, s)) for s in steps}
+        if not self.done(key):
+            self._reuse_pretraining(key, run_dir)
         if self.done(key):
             res = self.result(key)
             missing = [c for c in ckpts.values() if not os.path.exists(c)]
@@ -373,6 +398,20 @@ class Runner:
         return self._store(key, {"arm": arm.name, "seed": seed, "final_loss": out["loss"],
                                  "loss_curve": run_losses(cfg.run_dir), "checkpoints": ckpts,
                                  "seconds": round(time.perf_counter() - t, 1)})
+
+    def _reuse_pretraining(self, key: str, run_dir: Path) -> None:
+        """Take `key` from the `pretrained` folder if it finished there: its run folder is linked
+        (the checkpoints stay where they are) and its result copied; pretrain() then checks both."""
+        if self.pretrained is None:
+            return
+        src = self.pretrained / "results" / self._result_path(key).name
+        theirs = self.pretrained / "runs" / run_dir.name
+        if not src.exists() or not theirs.is_dir():
+            return
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        if not run_dir.exists():
+            run_dir.symlink_to(theirs.resolve(), target_is_directory=True)
+        self._store(key, {**json.loads(src.read_text()), "reused_from": str(self.pretrained)})
 
     def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> dict:
         """Fine-tune from `init` (None: from scratch) on `frac` of the labels -> {"top1", ...}."""

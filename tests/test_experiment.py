@@ -389,3 +389,45 @@ def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp
     runner.roots = {"base": root}
     assert runner.finetune("scratch", None, 1.0, 0)["top1"] == 9.0
     assert seen[0].model.pooling == "slots"
+
+
+def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
+    """--pretrained: a finished pre-training of the other folder is linked, not redone (its
+    checkpoints stay there); one it lacks is trained here; a folder whose pre-training recipe
+    differs is refused in one line naming the fields."""
+    from dataclasses import replace
+
+    from mgm.errors import MGMError
+    from mgm.experiment import Runner
+
+    smoke = PRESETS["smoke"]
+    src = tmp_path / "mean"
+    Runner(src, smoke)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "train.txt").write_text("".join(f"v{i}.mp4 {i % 2}\n" for i in range(48)))  # 6 steps of 8 an epoch
+    theirs = src / "runs" / "pretrain-tube-0.75-s0"
+    theirs.mkdir(parents=True)
+    for step in (6, 12):
+        (theirs / f"ckpt-{step:08d}.pt").write_text(str(step))
+    (src / "results" / "pretrain__tube-0.75__s0.json").write_text(json.dumps(
+        {"arm": "tube-0.75", "seed": 0, "final_loss": 0.5,
+         "checkpoints": {s: str(theirs / f"ckpt-{int(s):08d}.pt") for s in ("6", "12")}}))
+
+    trained = []
+    monkeypatch.setattr("mgm.tasks.run_training", lambda command, cfg: trained.append(cfg.run.name) or 1 / 0)
+    out = tmp_path / "slots"
+    runner = Runner(out, replace(smoke, finetune_pooling="slots"), pretrained=src)
+    assert runner.data == src / "data"  # the pre-trainings' clips unless --data
+    runner.roots = {"base": root}
+    res = runner.pretrain(Arm("tube", 0.75), 0)
+    assert trained == [] and res["final_loss"] == 0.5 and res["reused_from"] == str(src)
+    assert {s: open(p).read() for s, p in res["checkpoints"].items()} == {"6": "6", "12": "12"}
+    assert all(p.startswith(str(out / "runs")) for p in res["checkpoints"].values())
+    with pytest.raises(ZeroDivisionError):  # not in the other folder: pre-trained here
+        runner.pretrain(Arm("mgm", 0.75), 0)
+    assert trained == ["pretrain-mgm-0.75-s0"]
+    with pytest.raises(MGMError, match="differ from this recipe's in pretrain_steps, pretrain_lr"):
+        Runner(tmp_path / "other", replace(smoke, pretrain_steps=24, pretrain_lr=1e-3), pretrained=src)
+    with pytest.raises(MGMError, match="not an experiment folder"):
+        Runner(tmp_path / "other", smoke, pretrained=root)

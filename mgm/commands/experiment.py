@@ -28,6 +28,13 @@ def add_arguments(p):
     p.add_argument("--data", default=None,
                    help="where the benchmark is generated or found (default OUT/data); give another "
                    "folder's, e.g. runs/exp_large/data, to run a second recipe (--steps ...) on the same clips")
+    p.add_argument("--pretrained", default=None, metavar="FOLDER",
+                   help="reuse the finished pre-trainings of another experiment folder with the same "
+                   "pre-training recipe (and its clips, unless --data), e.g. to try another fine-tuning "
+                   "recipe such as --pooling slots; the others are pre-trained here")
+    p.add_argument("--pooling", choices=["mean", "slots"], default=None,
+                   help="the fine-tuning head's input: the mean of all tokens (VideoMAE's) or the per-time-"
+                   "slot features concatenated (order-aware); default: the preset's")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--arms", nargs="+", default=None,
                    help="only these arms, by name: any preset's (e.g. tube-0.75 mgm-0.75-focus0.5) or any "
@@ -89,6 +96,8 @@ def run(args):
             raise MGMError(f"--patch {args.patch}: {e} (the frames of preset {args.preset}); "
                            f"choose one of {', '.join(map(str, divisors))}")
         changes["patch"] = args.patch
+    if args.pooling:
+        changes["finetune_pooling"] = args.pooling
     if args.plain_pixels:
         changes["norm_pix"] = False
     if args.no_probe:
@@ -111,7 +120,7 @@ def run(args):
                            f"other presets' arms: {', '.join(others)}")
     preset = replace(preset, **changes)
     out = args.out or f"runs/experiment/{args.preset}"
-    runner = Runner(out, preset, verbose=args.verbose, data=args.data)
+    runner = Runner(out, preset, verbose=args.verbose, data=args.data, pretrained=args.pretrained)
     if args.report_only:
         summary = runner.report()
     else:
