@@ -268,6 +268,8 @@ class Runner:
         theirs, ours = json.loads(path.read_text()), json.loads(json.dumps(asdict(self.preset)))
         defaults = {f.name: f.default for f in fields(Preset)}
         diff = [k for k in self._PRETRAINING if theirs.get(k, defaults.get(k)) != ours[k]]
+        # frozen-encoder probes depend on nothing else but the split they are scored on
+        self._probes_reusable = theirs.get("eval_split", defaults["eval_split"]) == ours["eval_split"]
         if diff:
             raise MGMError(f"{self.pretrained}: its pre-trainings differ from this recipe's in "
                            f"{', '.join(diff)}; they cannot be reused")
@@ -372,7 +374,7 @@ class Runner:
         run_dir = self.out / "runs" / f"pretrain-{arm.name}-s{seed}"
         ckpts = {str(s): str(checkpoint_path(run_dir, s)) for s in steps}
         if not self.done(key):
-            self._reuse_pretraining(key, run_dir)
+            self._reuse(key, run_dir)
         if self.done(key):
             res = self.result(key)
             missing = [c for c in ckpts.values() if not os.path.exists(c)]
@@ -399,19 +401,21 @@ class Runner:
                                  "loss_curve": run_losses(cfg.run_dir), "checkpoints": ckpts,
                                  "seconds": round(time.perf_counter() - t, 1)})
 
-    def _reuse_pretraining(self, key: str, run_dir: Path) -> None:
-        """Take `key` from the `pretrained` folder if it finished there: its run folder is linked
-        (the checkpoints stay where they are) and its result copied; pretrain() then checks both."""
-        if self.pretrained is None:
-            return
+    def _reuse(self, key: str, run_dir: Path | None = None) -> bool:
+        """Take `key` (a pre-training, or a probe when both folders score the same split) from the
+        `pretrained` folder if it finished there: a pre-training's run folder is linked (the
+        checkpoints stay where they are; pretrain() checks them) and the result copied."""
+        if self.pretrained is None or (run_dir is None and not self._probes_reusable):
+            return False
         src = self.pretrained / "results" / self._result_path(key).name
-        theirs = self.pretrained / "runs" / run_dir.name
-        if not src.exists() or not theirs.is_dir():
-            return
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        if not run_dir.exists():
+        theirs = self.pretrained / "runs" / run_dir.name if run_dir else None
+        if not src.exists() or (theirs is not None and not theirs.is_dir()):
+            return False
+        if run_dir is not None and not run_dir.exists():
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_dir.symlink_to(theirs.resolve(), target_is_directory=True)
         self._store(key, {**json.loads(src.read_text()), "reused_from": str(self.pretrained)})
+        return True
 
     def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> dict:
         """Fine-tune from `init` (None: from scratch) on `frac` of the labels -> {"top1", ...}."""
@@ -443,7 +447,7 @@ class Runner:
     def probe(self, tag: str, init: str | None, seed: int) -> dict:
         """Linear probes on frozen features: mean-pooled and per time slot."""
         key = f"probe/{tag}/s{seed}"
-        if self.done(key):
+        if self.done(key) or self._reuse(key):
             return self.result(key)
         from mgm.probe import encoder_features, linear_probe
 
@@ -460,7 +464,7 @@ class Runner:
     def motion_probe(self) -> dict:
         """A linear probe on the codec's motion maps (camera motion removed): nothing learned."""
         key = "probe/motion-maps"
-        if self.done(key):
+        if self.done(key) or self._reuse(key):
             return self.result(key)
         from mgm.probe import linear_probe, motion_features
 

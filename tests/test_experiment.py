@@ -393,8 +393,8 @@ def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp
 
 def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     """--pretrained: a finished pre-training of the other folder is linked, not redone (its
-    checkpoints stay there); one it lacks is trained here; a folder whose pre-training recipe
-    differs is refused in one line naming the fields."""
+    checkpoints stay there), and so is a probe scored on the same split; one it lacks is trained
+    here; a folder whose pre-training recipe differs is refused in one line naming the fields."""
     from dataclasses import replace
 
     from mgm.errors import MGMError
@@ -427,6 +427,13 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     with pytest.raises(ZeroDivisionError):  # not in the other folder: pre-trained here
         runner.pretrain(Arm("mgm", 0.75), 0)
     assert trained == ["pretrain-mgm-0.75-s0"]
+    # a probe of a frozen encoder is reused when both folders score the same split, else run again
+    (src / "results" / "probe__motion-maps.json").write_text(json.dumps({"tag": "motion-maps", "mean": 42.0}))
+    assert runner.motion_probe()["mean"] == 42.0
+    dev = Runner(tmp_path / "dev", replace(smoke, eval_split="dev"), pretrained=src)
+    monkeypatch.setattr(Runner, "_memory_splits", lambda self: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        dev.motion_probe()
     with pytest.raises(MGMError, match="differ from this recipe's in pretrain_steps, pretrain_lr"):
         Runner(tmp_path / "other", replace(smoke, pretrain_steps=24, pretrain_lr=1e-3), pretrained=src)
     with pytest.raises(MGMError, match="not an experiment folder"):
