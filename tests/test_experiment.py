@@ -371,13 +371,14 @@ def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp
     from mgm.errors import MGMError
     from mgm.experiment import Runner
 
-    out = tmp_path / "old"
-    Runner(out, PRESETS["small"])
+    out, mean = tmp_path / "old", PRESETS["long"]
+    assert mean.finetune_pooling == "mean" and PRESETS["small"].finetune_pooling == "slots"
+    Runner(out, mean)
     recipe = json.loads((out / "recipe.json").read_text())
     del recipe["finetune_pooling"]
     (out / "recipe.json").write_text(json.dumps(recipe))
-    Runner(out, PRESETS["small"])  # no error
-    slots = replace(PRESETS["small"], finetune_pooling="slots")
+    Runner(out, mean)  # no error
+    slots = replace(mean, finetune_pooling="slots")
     with pytest.raises(MGMError, match="differs in finetune_pooling"):
         Runner(out, slots)
     seen = []
