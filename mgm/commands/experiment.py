@@ -13,6 +13,9 @@ linear probes, an untrained encoder and the raw codec motion maps.
 Two cores: start one runner per core (--threads 1) on the same --out; one generates the data while
 the other waits, then each claims the next unit nobody holds.
 
+Another fine-tuning recipe on finished pre-trainings: a new --out with --pretrained OLD_OUT, e.g.
+  mgm experiment masking --preset small --pooling mean --out runs/small_mean --pretrained runs/small
+
 Resumable: every finished run is stored in OUT/results/ and skipped next time; run the same
 command again to continue. Writes OUT/results.md (tables), OUT/summary.json, OUT/curve.png.
 """
