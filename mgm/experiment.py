@@ -239,6 +239,11 @@ def train_list(root: Path, frac: float) -> Path:
     return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
 
 
+def _preset_defaults() -> dict:
+    """Preset field -> its default: how an older folder's recipe.json reads a field added since."""
+    return {f.name: f.default for f in fields(Preset)}
+
+
 # ------------------------------------------------------------------------------------------ runs
 class Runner:
     """Runs (or skips, when its result exists) every unit of work of one preset."""
@@ -273,7 +278,7 @@ class Runner:
         if not path.exists():
             raise MGMError(f"{self.pretrained}: not an experiment folder (no recipe.json) to take pre-trainings from")
         theirs, ours = json.loads(path.read_text()), json.loads(json.dumps(asdict(self.preset)))
-        defaults = {f.name: f.default for f in fields(Preset)}
+        defaults = _preset_defaults()
         diff = [k for k in self._PRETRAINING if theirs.get(k, defaults.get(k)) != ours[k]]
         # frozen-encoder probes depend on nothing else but the split they are scored on
         self._probes_reusable = theirs.get("eval_split", defaults["eval_split"]) == ours["eval_split"]
@@ -291,7 +296,7 @@ class Runner:
         if path.exists():
             old = json.loads(path.read_text())
             # a field added since the folder was made counts as its default there
-            defaults = {f.name: f.default for f in fields(Preset)}
+            defaults = _preset_defaults()
             diff = sorted(k for k in set(old) | set(recipe)
                           if k not in self._SELECTION and old.get(k, defaults.get(k)) != recipe.get(k))
             if diff:

@@ -52,7 +52,7 @@ class ModelConfig:
     # Fine-tuning head input: "mean" (VideoMAE) or "slots": the per-tubelet-slot means, each
     # fc_norm'ed, concatenated [T' * D]. Slots keep temporal order, which a mean over all tokens
     # only keeps once the encoder has learnt to write it into every token (RESULTS.md: on the
-    # benchmark's motion classes fine-tuning sat at chance for ~400 steps with "mean").
+    # benchmark's motion classes fine-tuning sat at chance for ~500 steps with "mean").
     pooling: str = "mean"
     grad_checkpointing: bool = False
     norm_eps: float = 1e-6  # VideoMAE's LayerNorm eps (transformers' config default is 1e-12)
