@@ -239,9 +239,14 @@ def train_list(root: Path, frac: float) -> Path:
     return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
 
 
-def _preset_defaults() -> dict:
-    """Preset field -> its default: how an older folder's recipe.json reads a field added since."""
-    return {f.name: f.default for f in fields(Preset)}
+def _recipe_diff(stored: dict, preset: Preset, keys) -> list[str]:
+    """The fields among `keys` (in their order) where a folder's stored recipe.json differs from
+    `preset`; a field added since the folder was made counts as its default there."""
+    from dataclasses import asdict
+
+    ours = json.loads(json.dumps(asdict(preset)))  # tuples as the stored lists
+    defaults = {f.name: f.default for f in fields(Preset)}
+    return [k for k in keys if stored.get(k, defaults.get(k)) != ours.get(k)]
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -272,16 +277,13 @@ class Runner:
         self._check_recipe()
 
     def _check_pretrained(self) -> None:
-        from dataclasses import asdict
-
         path = self.pretrained / "recipe.json"
         if not path.exists():
             raise MGMError(f"{self.pretrained}: not an experiment folder (no recipe.json) to take pre-trainings from")
-        theirs, ours = json.loads(path.read_text()), json.loads(json.dumps(asdict(self.preset)))
-        defaults = _preset_defaults()
-        diff = [k for k in self._PRETRAINING if theirs.get(k, defaults.get(k)) != ours[k]]
+        theirs = json.loads(path.read_text())
+        diff = _recipe_diff(theirs, self.preset, self._PRETRAINING)
         # frozen-encoder probes depend on nothing else but the split they are scored on
-        self._probes_reusable = theirs.get("eval_split", defaults["eval_split"]) == ours["eval_split"]
+        self._probes_reusable = not _recipe_diff(theirs, self.preset, ["eval_split"])
         if diff:
             raise MGMError(f"{self.pretrained}: its pre-trainings differ from this recipe's in "
                            f"{', '.join(diff)}; they cannot be reused")
@@ -295,10 +297,7 @@ class Runner:
         path = self.out / "recipe.json"
         if path.exists():
             old = json.loads(path.read_text())
-            # a field added since the folder was made counts as its default there
-            defaults = _preset_defaults()
-            diff = sorted(k for k in set(old) | set(recipe)
-                          if k not in self._SELECTION and old.get(k, defaults.get(k)) != recipe.get(k))
+            diff = _recipe_diff(old, self.preset, sorted(k for k in set(old) | set(recipe) if k not in self._SELECTION))
             if diff:
                 raise MGMError(f"{self.out}: holds results of another recipe (differs in {', '.join(diff)}); "
                                "choose another --out")

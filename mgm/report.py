@@ -75,7 +75,7 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
     probe_table = "\n".join(plines)
 
     # Per seed: which runs stayed at chance is what decides the means at this size.
-    seeds = sorted({k[-1] for k in by_seed})
+    seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
     runs = sorted({(a, s) for (v, a, s, f, _) in by_seed if v == "base" and f == curve_labels},
                   key=lambda r: (r[0] != "scratch", r[0].split("-")[0] != "tube", r[0], r[1] or 0))
     slines = [f"| fine-tuned, {_labels(curve_labels)} | " + " | ".join(f"seed {s}" for s in seeds) + " |",
@@ -100,12 +100,10 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
     complete = {arm: curve_of(arm) for arm in arms}  # arm -> (curve, its complete seeds)
     curve = {arm: c for arm, (c, _) in complete.items()}
 
-    all_seeds = sorted({k[-1] for k in by_seed})  # every seed run, also beyond the preset's
-
     def paired(a: str, b: str, f: float, variant: str = "base") -> list:
         """a - b top-1 per seed where both exist (b = "scratch" has no step)."""
         ka, kb = (variant, a, final_step.get(a), f), (variant, b, final_step.get(b), f)
-        return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in all_seeds
+        return [by_seed[ka + (s,)] - by_seed[kb + (s,)] for s in seeds
                 if ka + (s,) in by_seed and kb + (s,) in by_seed]
 
     # The conditions every difference is reported for: each label fraction on the base benchmark,
