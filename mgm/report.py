@@ -210,20 +210,21 @@ def plot_curves(summary: dict, scratch: float | None, path: str, labels: float) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for arm, pts in summary["curve"].items():
-        if not pts:
-            continue
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    arms = [(arm, pts) for arm, pts in summary["curve"].items() if pts]
+    # Arms share their steps: dodge each a little sideways, so equal means (e.g. two final-only arms)
+    # stay visible, and draw std as error bars (a band is invisible for an arm with one point).
+    width = max((s for _, pts in arms for s, _, _ in pts), default=1) * 0.012
+    for i, (arm, pts) in enumerate(arms):
         s, m, sd = map(np.array, zip(*pts))
-        ax.plot(s, m, marker="o", label=arm)
-        ax.fill_between(s, m - sd, m + sd, alpha=0.15)
+        ax.errorbar(s + (i - (len(arms) - 1) / 2) * width, m, yerr=sd, marker="o", capsize=3, label=arm)
     if scratch is not None:
         ax.axhline(scratch, color="grey", linestyle="--", label="scratch")
     ax.set_xlabel("pre-training steps")
     ax.set_ylabel(f"fine-tune top-1 (%), {_labels(labels)}")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # nothing finished yet: an empty plot, no legend
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: hides no point
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
