@@ -204,7 +204,7 @@ def _steps_to_reach(mgm: list, tube: list) -> float | None:
 
 
 def plot_curves(summary: dict, scratch: float | None, path: str, labels: float) -> None:
-    """top-1 against pre-training steps, one line per arm (mean ± std band), scratch as a line."""
+    """top-1 against pre-training steps, one line per arm (mean, std as error bars), scratch as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
