@@ -239,6 +239,16 @@ def train_list(root: Path, frac: float) -> Path:
     return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
 
 
+def _read_recipe(path: Path) -> dict:
+    """A folder's recipe.json; a file that is not JSON (cut off while written, edited by hand) is a
+    one-line MGMError naming it, not a traceback."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MGMError(f"{path}: not a readable recipe ({err}); delete it only if the folder's results "
+                       "are of this recipe") from None
+
+
 def _recipe_diff(stored: dict, preset: Preset, keys) -> list[str]:
     """The fields among `keys` (in their order) where a folder's stored recipe.json differs from
     `preset`; a field added since the folder was made counts as its default there."""
@@ -280,7 +290,7 @@ class Runner:
         path = self.pretrained / "recipe.json"
         if not path.exists():
             raise MGMError(f"{self.pretrained}: not an experiment folder (no recipe.json) to take pre-trainings from")
-        theirs = json.loads(path.read_text())
+        theirs = _read_recipe(path)
         diff = _recipe_diff(theirs, self.preset, self._PRETRAINING)
         # frozen-encoder probes depend on nothing else but the split they are scored on
         self._probes_reusable = not _recipe_diff(theirs, self.preset, ["eval_split"])
@@ -296,7 +306,7 @@ class Runner:
         recipe = json.loads(json.dumps(recipe))
         path = self.out / "recipe.json"
         if path.exists():
-            old = json.loads(path.read_text())
+            old = _read_recipe(path)
             diff = _recipe_diff(old, self.preset, sorted(k for k in set(old) | set(recipe) if k not in self._SELECTION))
             if diff:
                 raise MGMError(f"{self.out}: holds results of another recipe (differs in {', '.join(diff)}); "

@@ -381,6 +381,10 @@ def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp
     slots = replace(mean, finetune_pooling="slots")
     with pytest.raises(MGMError, match="differs in finetune_pooling"):
         Runner(out, slots)
+    (out / "recipe.json").write_text("{")
+    with pytest.raises(MGMError, match=r"recipe.json: not a readable recipe"):
+        Runner(out, mean)
+    assert (out / "recipe.json").read_text() == "{"  # kept as it was: nothing lost
     seen = []
     monkeypatch.setattr("mgm.tasks.run_training", lambda command, cfg: seen.append(cfg) or {"eval": {"top1": 9.0}})
     root = tmp_path / "data"
@@ -439,3 +443,7 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
         Runner(tmp_path / "other", replace(smoke, pretrain_steps=24, pretrain_lr=1e-3), pretrained=src)
     with pytest.raises(MGMError, match="not an experiment folder"):
         Runner(tmp_path / "other", smoke, pretrained=root)
+    (src / "recipe.json").write_text('{"synth": "tiny", ')  # cut off while written
+    with pytest.raises(MGMError, match=r"recipe.json: not a readable recipe"):
+        Runner(tmp_path / "other", smoke, pretrained=src)
+    assert not (tmp_path / "other").exists()  # refused before anything was made
