@@ -239,14 +239,21 @@ def train_list(root: Path, frac: float) -> Path:
     return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
 
 
-def _read_recipe(path: Path) -> dict:
-    """A folder's recipe.json; a file that is not JSON (cut off while written, edited by hand) is a
-    one-line MGMError naming it, not a traceback."""
+def _read_json(path: Path, what: str, remedy: str) -> dict:
+    """A JSON file the runner wrote; one that is not JSON (edited by hand, a full disk) is a
+    one-line MGMError naming it and what to do, not a traceback. The file is left as it was."""
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MGMError(f"{path}: not a readable recipe ({err}); delete it only if the folder's results "
-                       "are of this recipe") from None
+        raise MGMError(f"{path}: not a readable {what} ({err}); {remedy}") from None
+
+
+def _read_recipe(path: Path) -> dict:
+    return _read_json(path, "recipe", "delete it only if the folder's results are of this recipe")
+
+
+def _read_result(path: Path) -> dict:
+    return _read_json(path, "result", "delete it to run that unit again")
 
 
 def _recipe_diff(stored: dict, preset: Preset, keys) -> list[str]:
@@ -323,7 +330,7 @@ class Runner:
 
     def result(self, key: str) -> dict | None:
         p = self._result_path(key)
-        return json.loads(p.read_text()) if p.exists() else None
+        return _read_result(p) if p.exists() else None
 
     def claim(self, unit: tuple) -> bool:
         """Take `unit` for this process, so that several runners (one per core or GPU) can share
@@ -435,7 +442,7 @@ class Runner:
         if run_dir is not None and not run_dir.exists():
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_dir.symlink_to(theirs.resolve(), target_is_directory=True)
-        self._store(key, {**json.loads(src.read_text()), "reused_from": str(self.pretrained)})
+        self._store(key, {**_read_result(src), "reused_from": str(self.pretrained)})
         return True
 
     def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> dict:
@@ -598,7 +605,7 @@ class Runner:
 
     # -- reporting
     def all_results(self) -> list[dict]:
-        return [json.loads(f.read_text()) for f in sorted((self.out / "results").glob("*.json"))]
+        return [_read_result(f) for f in sorted((self.out / "results").glob("*.json"))]
 
     def summary_line(self) -> str:
         rows = [r for r in self.all_results() if "top1" in r and r.get("variant") == "base"

@@ -268,6 +268,27 @@ def test_runners_sharing_a_folder_claim_units(tmp_path):
     assert not lock.exists()
 
 
+def test_a_damaged_result_file_is_one_line_naming_it(tmp_path, capsys):
+    """A stored unit that is not JSON (edited by hand, a full disk) stops the report with one line
+    naming the file and the remedy, and is left as it was; a sound one is read back."""
+    from mgm.cli import main
+    from mgm.experiment import Runner
+
+    out = tmp_path / "x"
+    argv = ["experiment", "masking", "--preset", "smoke", "--out", str(out), "--report-only"]
+    assert main(argv) == 0
+    runner = Runner(out, PRESETS["smoke"])
+    runner._store("finetune/scratch", {"top1": 12.5})
+    assert runner.result("finetune/scratch") == {"top1": 12.5}
+    bad = runner._result_path("pretrain/tube")
+    bad.write_text('{"top1": 3')
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and "not a readable result" in err and "delete it" in err
+    assert bad.read_text() == '{"top1": 3'
+
+
 def test_cli_preset_choices_are_the_presets():
     """The CLI lists its presets as literals (argparse stays free of the heavy imports): they must
     be exactly the PRESETS dicts' keys, so a new preset cannot be missing from the command line."""
