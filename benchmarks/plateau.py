@@ -33,11 +33,11 @@ def left_chance(losses: list[tuple[int, float]], chance: float, drop: float, win
 
 
 def plateau(out: Path, classes: int = 12, drop: float = 0.15, window: int = 5) -> list[dict]:
-    from mgm.experiment import finetune_run_name, run_losses
+    from mgm.experiment import finetune_run_name, read_result, run_losses
 
     rows = []
     for f in sorted((out / "results").glob("finetune__base__*.json")):
-        r = json.loads(f.read_text())
+        r = read_result(f)
         run = out / "runs" / finetune_run_name(r["tag"], r["fraction"], r["seed"], r["variant"])
         if not (run / "log.jsonl").exists():
             print(f"{run / 'log.jsonl'}: missing, skipped", file=sys.stderr)
@@ -57,7 +57,12 @@ def main(argv=None):
     out = Path(args.out)
     if not (out / "results").is_dir():
         sys.exit(f"{out}: not an experiment folder (no results/)")
-    rows = plateau(out, args.classes, args.drop, args.window)
+    from mgm.errors import MGMError
+
+    try:
+        rows = plateau(out, args.classes, args.drop, args.window)
+    except MGMError as err:  # a damaged record: one line naming it
+        sys.exit(str(err))
     print(f"| run | seed | labels | top-1 | left chance at step (loss < ln {args.classes} - {args.drop:g}) |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -33,9 +33,9 @@ sys.path.insert(0, ROOT)
 def all_label_finetunes(out: Path) -> list[tuple[dict, Path]]:
     """The experiment's stored all-label fine-tunes of the base benchmark, in seed order, each with
     its run folder: [(record, OUT/runs/<run>)]."""
-    from mgm.experiment import finetune_run_name
+    from mgm.experiment import finetune_run_name, read_result
 
-    recs = [json.loads(f.read_text()) for f in sorted((out / "results").glob("finetune__base__*.json"))]
+    recs = [read_result(f) for f in sorted((out / "results").glob("finetune__base__*.json"))]
     recs = sorted((r for r in recs if r["fraction"] >= 1), key=lambda r: (r["seed"], r["tag"]))
     return [(r, out / "runs" / finetune_run_name(r["tag"], r["fraction"], r["seed"], r["variant"]))
             for r in recs]
@@ -53,7 +53,12 @@ def main(argv=None) -> int:
     out, lst = Path(args.experiment), Path(args.list)
     if not lst.exists():
         raise SystemExit(f"{lst}: no such list (make one with `mgm synth DIR --preset small --seed 7 --clips dev=200`)")
-    runs = all_label_finetunes(out)
+    from mgm.errors import MGMError
+
+    try:
+        runs = all_label_finetunes(out)
+    except MGMError as err:  # a damaged record: one line naming it
+        raise SystemExit(str(err))
     if not runs:
         raise SystemExit(f"{out}: no all-label fine-tuning results under {out / 'results'}")
     # folder and list name: a benchmark's dev.txt and val.txt share a folder but not their scores

@@ -252,7 +252,8 @@ def _read_recipe(path: Path) -> dict:
     return _read_json(path, "recipe", "delete it only if the folder's results are of this recipe")
 
 
-def _read_result(path: Path) -> dict:
+def read_result(path: Path) -> dict:
+    """One stored unit (OUT/results/*.json), for the runner and the benchmarks that read its records."""
     return _read_json(path, "result", "delete it to run that unit again")
 
 
@@ -330,7 +331,7 @@ class Runner:
 
     def result(self, key: str) -> dict | None:
         p = self._result_path(key)
-        return _read_result(p) if p.exists() else None
+        return read_result(p) if p.exists() else None
 
     def claim(self, unit: tuple) -> bool:
         """Take `unit` for this process, so that several runners (one per core or GPU) can share
@@ -442,7 +443,7 @@ class Runner:
         if run_dir is not None and not run_dir.exists():
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_dir.symlink_to(theirs.resolve(), target_is_directory=True)
-        self._store(key, {**_read_result(src), "reused_from": str(self.pretrained)})
+        self._store(key, {**read_result(src), "reused_from": str(self.pretrained)})
         return True
 
     def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> dict:
@@ -605,7 +606,7 @@ class Runner:
 
     # -- reporting
     def all_results(self) -> list[dict]:
-        return [_read_result(f) for f in sorted((self.out / "results").glob("*.json"))]
+        return [read_result(f) for f in sorted((self.out / "results").glob("*.json"))]
 
     def summary_line(self) -> str:
         rows = [r for r in self.all_results() if "top1" in r and r.get("variant") == "base"

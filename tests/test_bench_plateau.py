@@ -43,3 +43,14 @@ def test_it_reads_every_base_fine_tune_and_its_log(plateau, tmp_path):
     rows = plateau.plateau(tmp_path, window=1)
     assert [(r["tag"], r["fraction"], r["left_chance_at"]) for r in rows] == [
         ("scratch", 1.0, None), ("tube-0.75@12", 1.0, 20), ("tube-0.75@12", 0.1, 40)]
+
+
+def test_a_damaged_record_stops_it_in_one_line_naming_the_file(plateau, tmp_path):
+    (tmp_path / "results").mkdir()
+    bad = tmp_path / "results" / "finetune__base__scratch__f1__s0.json"
+    bad.write_text('{"tag": "scr')
+    with pytest.raises(SystemExit) as exit_:
+        plateau.main([str(tmp_path)])
+    msg = str(exit_.value.code)
+    assert msg.count("\n") == 0 and msg.startswith(f"{bad}: not a readable result") and "delete it" in msg
+    assert bad.read_text() == '{"tag": "scr' and not (tmp_path / "plateau.json").exists()

@@ -49,3 +49,15 @@ def test_rescoring_on_the_experiments_own_list_reproduces_its_scores(rescore, tm
     runs = sorted((out / "rescore" / "base-train").glob("*.json"))
     assert len(runs) == 3 and all(json.loads(r.read_text())["videos"] == len(train) for r in runs)
     assert "| mgm-0.75 (12 steps) |" in capsys.readouterr().out
+
+
+def test_a_damaged_record_stops_it_in_one_line_naming_the_file(rescore, tmp_path):
+    (tmp_path / "results").mkdir()
+    bad = tmp_path / "results" / "finetune__base__scratch__f1__s0.json"
+    bad.write_text('{"tag": "scr')
+    (tmp_path / "dev.txt").write_text("a.mp4 0\n")
+    with pytest.raises(SystemExit) as exit_:
+        rescore.main([str(tmp_path), str(tmp_path / "dev.txt")])
+    msg = str(exit_.value.code)
+    assert msg.count("\n") == 0 and msg.startswith(f"{bad}: not a readable result") and "delete it" in msg
+    assert bad.read_text() == '{"tag": "scr'
