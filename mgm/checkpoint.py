@@ -9,7 +9,6 @@ step, epoch, batches_done (data-loader position inside the epoch), config (plain
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from mgm.errors import MGMError
+from mgm.files import atomic_write
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -41,26 +41,43 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
-    """Write `state` to path atomically: a reader (or a SIGKILL) sees the old file or the new one,
-    never half of one -- write a temp file in the same directory, fsync, then rename over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-    return path
+    """Write `state` to path atomically and durably (mgm.files.atomic_path): a reader, a SIGKILL or a
+    full disk leaves the old file or the new one, never half of one, and no temporary file.
+    Refuses (MGMError) a state whose model weights are not all finite: such a file would be
+    resumed from as if it were good."""
+    bad = nonfinite_tensors(state.get("model", {}))
+    if bad:
+        raise MGMError(f"{path}: not saved, {len(bad)} model tensors hold NaN/inf (first: {bad[0]})")
+    with atomic_write(path, durable=True) as f:
+        torch.save(state, f)
+    return Path(path)
+
+
+def nonfinite_tensors(weights: dict) -> list[str]:
+    """Names of the floating-point tensors in `weights` that hold a NaN or an infinity."""
+    return [k for k, v in weights.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def last_good_checkpoint(run_dir: str | Path, warn=None) -> tuple[Path, dict] | tuple[None, None]:
+    """The newest checkpoint in run_dir that loads and whose weights are all finite, with its state.
+
+    A damaged newer one (truncated by a crash, a full disk, or holding NaN weights) is skipped;
+    `warn(message)` is told about each one skipped."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            state = load_checkpoint(path)
+        except MGMError as e:
+            if warn:
+                warn(f"{e}; skipped, trying the one before")
+            continue
+        bad = nonfinite_tensors(state.get("model", {})) if isinstance(state.get("model"), dict) else []
+        if bad:
+            if warn:
+                warn(f"{path}: {len(bad)} model tensors hold NaN/inf; skipped, trying the one before")
+            continue
+        return path, state
+    return None, None
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+import warnings
 
 from mgm import __version__, commands
 from mgm.errors import MGMError
@@ -43,14 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
     except MGMError as e:
         print(f"mgm {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a write no command anticipated (disk full, read-only): still one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"mgm {args.command}: error: {where}{(e.strerror or str(e)).lower()}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"mgm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as users read them: what and which file, not the Python source line that warned."""
+    return f"mgm: warning: {message}\n"
 
 
 def _is_command(name: str) -> bool:

@@ -21,15 +21,26 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from mgm.errors import VideoError
+from mgm.files import atomic_path
 from mgm.motion import MotionField, accumulate, mvs_to_grids
 
 # AVPictureType -> the three letters users know; S/SI/SP/BI are rare and map to their kin.
 _PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
 
-# Codecs whose FFmpeg decoders export motion vectors (flags2 +export_mvs).
-MV_CODECS = {"h264", "mpeg4", "mpeg2video", "mpeg1video", "h263", "msmpeg4v2", "msmpeg4v3", "flv1"}
+# Codecs whose FFmpeg decoders export motion vectors (flags2 +export_mvs), by decoder name: the
+# MS-MPEG-4 v3 decoder (DivX 3, OpenCV's vtest.avi) is named "msmpeg4", its codec "msmpeg4v3".
+MV_CODECS = {"h264", "mpeg4", "mpeg2video", "mpeg1video", "h263", "msmpeg4v1", "msmpeg4v2", "msmpeg4",
+             "msmpeg4v3", "wmv1", "wmv2", "flv1"}
 
 REENCODE_HINT = "re-encode it to H.264, e.g. `mgm transcode VIDEO --out DIR`"
+
+
+class NoFramesError(VideoError):
+    """Decoding from the requested position yielded no frame at all."""
+
+
+class VideoWarning(UserWarning):
+    """A video that can be used but is not what it claims (e.g. truncated); names the file."""
 
 
 @dataclass(frozen=True)
@@ -252,7 +263,7 @@ def _motion_field(frames, block: int, path, chunk: int = 16) -> MotionField:
             # every decoded frame waits for the cyclic GC (~300 MB at 720p, and slower decoding).
             gc.collect(_GC_GENERATION)
     if not types:
-        raise VideoError(path, "no frames could be decoded")
+        raise NoFramesError(path, "no frames could be decoded")
     if pending:
         grids.append(mvs_to_grids(pending, width, height, block))
     dx, dy, known = (np.concatenate(parts) for parts in zip(*grids))
@@ -277,15 +288,28 @@ def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = Non
                    desc=os.path.basename(os.fspath(path)))
     try:
         jobs = _available_cpus() if jobs is None else jobs
-        if start == 0 and stop is None and jobs > 1:
-            field = _read_segments(path, block, jobs, bar)
-            if field is not None:
-                return field
-        frames = iter_frames(path, pixels=False, motion=True, start=start, stop=stop, fast=True)
-        return _motion_field(_ticking(frames, bar), block, path)
+        whole = start == 0 and stop is None
+        field = _read_segments(path, block, jobs, bar) if whole and jobs > 1 else None
+        if field is None:
+            frames = iter_frames(path, pixels=False, motion=True, start=start, stop=stop, fast=True)
+            field = _motion_field(_ticking(frames, bar), block, path)
+        if whole:
+            _warn_if_truncated(path, field.num_frames, info.num_frames)
+        return field
     finally:
         if bar is not None:
             bar.close()
+
+
+def _warn_if_truncated(path, decoded: int, promised: int) -> None:
+    """A file cut short (an interrupted copy or download) still decodes up to the cut, silently;
+    its header still lists every frame. Say so: the motion covers only the decoded part."""
+    if 0 < decoded < promised:
+        import warnings
+
+        warnings.warn(VideoWarning(f"{os.fspath(path)}: truncated? decoded {decoded} of the {promised} "
+                                   f"frames its header lists; the result covers those {decoded}"),
+                      stacklevel=3)
 
 
 def _available_cpus() -> int:
@@ -430,7 +454,7 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
                       indices, kept)
     try:
         field = _motion_field(frames, block, path)
-    except VideoError:
+    except NoFramesError:  # only this one means "the clip starts past the end"; others keep their reason
         if first == 0:
             raise
         raise VideoError(path, f"has fewer than {first + 1} frames; the clip needs frames "
@@ -450,16 +474,20 @@ def write_video(path, frames, *, fps: int = 25, codec: str = "libx264", options:
 
     For libx264 the default options give exact motion vectors: one reference frame, no B-frames
     (`x264-params bframes=0:ref=1`). Pass `options` to override, e.g. {} for x264's defaults.
-    Written to a temporary name and renamed, so an interrupted write leaves no partial file.
+    Written atomically (mgm.files.atomic_path): an interrupted or failed write leaves no partial file.
     """
-    import av
 
-    path = os.fspath(path)
     if options is None:
         options = {"x264-params": "bframes=0:ref=1"} if codec == "libx264" else {}
-    tmp = f"{path}.part{os.path.splitext(path)[1]}"
+    with atomic_path(path) as tmp:
+        return _encode(tmp, frames, fps, codec, options, gop)
+
+
+def _encode(path, frames, fps, codec, options, gop) -> int:
+    import av
+
     n = 0
-    with av.open(tmp, "w") as out:
+    with av.open(os.fspath(path), "w") as out:
         stream = None
         for img in frames:
             if stream is None:
@@ -475,5 +503,4 @@ def write_video(path, frames, *, fps: int = 25, codec: str = "libx264", options:
         if stream is not None:
             for packet in stream.encode():
                 out.mux(packet)
-    os.replace(tmp, path)
     return n

@@ -19,7 +19,8 @@ from mgm.errors import MGMError
 
 
 class NonFiniteLossError(MGMError):
-    """The loss became NaN/inf: training stops before the optimizer step (weights stay finite)."""
+    """The loss, the gradients or the updated weights became NaN/inf: training stops, and no
+    checkpoint of the non-finite state is ever written (checkpoint.save_checkpoint refuses one)."""
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -63,14 +64,17 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
                     device: torch.device, steps: int, precision: str = "fp32", scaler=None,
                     accum_steps: int = 1, clip_grad: float = 0.0, step_offset: int = 0,
                     on_step: Callable[[int, dict], None] | None = None, desc: str = "train",
-                    progress: bool = True) -> dict:
+                    progress: bool = True, stop=None) -> dict:
     """Run `steps` optimizer steps of `accum_steps` micro-batches each, drawn from `loader`.
 
     loss_fn(model, batch) -> scalar loss of one micro-batch (mean over its samples).
     step_offset: global optimizer steps done before this call (for on_step and logs).
     on_step(global_step, metrics) runs after every optimizer step (logging, checkpoints); metrics
     has loss (averaged over ranks and micro-batches), lr, grad_norm, step_time.
-    Raises NonFiniteLossError (before the optimizer step) if the loss is NaN/inf on any rank.
+    stop: anything whose truth says "stop now" (a stopping.StopRequest); read once per step and
+    agreed on by all ranks, the epoch then ends after that step ("stopped": True).
+    Raises NonFiniteLossError if the loss or the gradient norm is NaN/inf on any rank (before the
+    optimizer step: the weights stay finite), or if the step made a weight NaN/inf (lr too high).
     Returns the mean loss over the epoch and the number of steps run.
     """
     model.train()
@@ -96,15 +100,15 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
                 scaled = loss.float() / accum_steps
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             loss_sum += loss.detach().double()
-        # One reduction per step: the logged loss, and a NaN verdict all ranks agree on.
-        loss_value = D.all_reduce_mean({"loss": float(loss_sum) / accum_steps}, device)["loss"]
+        # One reduction per step: the logged loss, a NaN verdict and a stop request all ranks agree on.
+        reduced = D.all_reduce_mean({"loss": float(loss_sum) / accum_steps, "stop": float(bool(stop))}, device)
+        loss_value, stopping = reduced["loss"], reduced["stop"] > 0
+        step_no = step_offset + local_step + 1
         if not math.isfinite(loss_value):
             optimizer.zero_grad(set_to_none=True)
-            if bar is not None:
-                bar.close()
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss_value}) at step {step_offset + local_step + 1}; "
-                f"stopped before the optimizer step, the last checkpoint in the run dir is the last good one")
+            _close(bar)
+            raise NonFiniteLossError(f"non-finite loss ({loss_value}) at step {step_no}; "
+                                     f"stopped before the optimizer step")
         if scaler is not None:
             scaler.unscale_(optimizer)
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -113,12 +117,24 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
         else:
             grad_norm = float(torch.norm(torch.stack([p.grad.detach().float().norm() for p in params]))) \
                 if params else 0.0
+        # A finite loss can still back-propagate NaN/inf gradients (an overflow in one layer). With
+        # fp16 the GradScaler skips such steps by design; otherwise they would poison every weight.
+        if scaler is None and not math.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            _close(bar)
+            raise NonFiniteLossError(f"non-finite gradients (norm {grad_norm}) at step {step_no} with a "
+                                     f"finite loss ({loss_value:.4g}); stopped before the optimizer step")
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        # Finite gradients times a huge lr can still overflow a weight: one fused norm per step finds it.
+        if params and not _finite_norm(params):
+            _close(bar)
+            raise NonFiniteLossError(f"the update at step {step_no} made weights NaN/inf (lr {lr:.3g} "
+                                     f"too high?); the training state is not saved")
         total_loss += loss_value
         done += 1
         metrics = {"loss": loss_value, "lr": lr, "grad_norm": grad_norm,
@@ -127,10 +143,21 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
             bar.update(1)
         if on_step is not None:
-            on_step(step_offset + local_step + 1, metrics)
+            on_step(step_no, metrics)
+        if stopping:
+            break
+    _close(bar)
+    return {"loss": total_loss / max(1, done), "steps": done, "stopped": stopping if done else False}
+
+
+@torch.no_grad()
+def _finite_norm(tensors: list[torch.Tensor]) -> bool:
+    return math.isfinite(float(torch.stack(torch._foreach_norm(tensors)).sum()))
+
+
+def _close(bar) -> None:
     if bar is not None:
         bar.close()
-    return {"loss": total_loss / max(1, done), "steps": done}
 
 
 def topk_correct(probs: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, int]:

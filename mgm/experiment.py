@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mgm.errors import MGMError
+from mgm.files import write_text
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ class Runner:
                 raise MGMError(f"{self.out}: holds results of another recipe (differs in {', '.join(diff)}); "
                                "choose another --out")
         else:
-            path.write_text(json.dumps(recipe, indent=1))
+            write_text(path, json.dumps(recipe, indent=1))
 
     # -- bookkeeping
     def _result_path(self, key: str) -> Path:
@@ -363,10 +364,7 @@ class Runner:
         self._claims = []
 
     def _store(self, key: str, value: dict) -> dict:
-        p = self._result_path(key)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value, indent=1))
-        os.replace(tmp, p)
+        write_text(self._result_path(key), json.dumps(value, indent=1))
         return value
 
     # -- configs
@@ -624,8 +622,8 @@ class Runner:
 
         p = self.preset
         summary = summarise(self.all_results(), p.curve_labels)
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
-        (self.out / "results.md").write_text(summary["markdown"] + "\n")
+        write_text(self.out / "summary.json", json.dumps(summary, indent=1))
+        write_text(self.out / "results.md", summary["markdown"] + "\n")
         scratch = summary["finetune"].get(f"base|scratch|None|{p.curve_labels}")
         plot_curves(summary, float(np.mean(scratch)) if scratch else None,
                     str(self.out / "curve.png"), p.curve_labels)

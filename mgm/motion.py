@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from mgm.files import atomic_write
+
 
 @dataclass
 class MotionField:
@@ -49,7 +51,9 @@ class MotionField:
         return np.hypot(self.dx, self.dy)
 
     def save_npz(self, path) -> None:
-        np.savez(path, dx=self.dx, dy=self.dy, frame_type=self.frame_type.astype("<U1"))
+        """dx, dy, frame_type to `path` (.npz), atomically; OSError -> one-line MGMError."""
+        with atomic_write(path) as f:
+            np.savez(f, dx=self.dx, dy=self.dy, frame_type=self.frame_type.astype("<U1"))
 
 
 def grid_shape(width: int, height: int, block: int = 16) -> tuple[int, int]:

@@ -5,8 +5,11 @@ seeds (n − 1), the same spread the 95% intervals are built from."""
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
+
+from mgm.files import atomic_write
 
 
 def _labels(fraction: float) -> str:
@@ -226,5 +229,6 @@ def plot_curves(summary: dict, scratch: float | None, path: str, labels: float) 
     if ax.get_legend_handles_labels()[0]:  # nothing finished yet: an empty plot, no legend
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: hides no point
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_write(path) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)

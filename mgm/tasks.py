@@ -150,11 +150,13 @@ def build_task(name: str, cfg: TrainConfig, num_classes: int = 0) -> Task:
 
 def run_training(command: str, cfg: TrainConfig) -> dict:
     """What `mgm pretrain|finetune|linprobe` do: datasets, task, fit, clean up the process group."""
-    from mgm.train_data import build_dataset, num_classes_of
+    from mgm.train_data import build_dataset, check_labels, num_classes_of
     from mgm.trainer import fit, setup
 
     info = setup(cfg)
     try:
+        if command != "pretrain":
+            check_labels(cfg)
         train_set = build_dataset(cfg, "train", masks=command == "pretrain")
         val_set = None if command == "pretrain" else build_dataset(cfg, "val", masks=False)
         classes = 0 if command == "pretrain" else num_classes_of(cfg, train_set)

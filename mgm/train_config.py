@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mgm.config import Geometry
 from mgm.errors import MGMError
+from mgm.masking import STRATEGIES
 
 
 @dataclass
@@ -92,6 +93,7 @@ class RunSection:
     eval_every: int = 1               # epochs between evaluations; 0 = only at the end
     log_every: int = 10               # optimizer steps between log lines
     resume: str = ""                  # "" = start fresh, "auto" = newest checkpoint in the run dir, or a path
+    overwrite: bool = False           # a fresh run may replace another run's checkpoints and log in its run dir
     progress: bool = True             # tqdm bars on rank 0
 
 
@@ -240,10 +242,53 @@ def validate(cfg: TrainConfig) -> None:
         raise MGMError(f"config key 'model.pooling': {cfg.model.pooling!r} is not one of mean, slots")
     if len(cfg.optim.betas) != 2:
         raise MGMError("config key 'optim.betas': expected two numbers")
-    for key in ("data.batch_size", "optim.accum_steps", "optim.epochs"):
+    for key, ok, rule in _RANGES:
         section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) < 1:
-            raise MGMError(f"config key '{key}': must be >= 1")
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise MGMError(f"config key '{key}': must be {rule}, got {value!r}")
+    if cfg.data.mask not in STRATEGIES:
+        raise MGMError(f"config key 'data.mask': {cfg.data.mask!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def _at_least_one(v):
+    return v >= 1
+
+
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _fraction(v):
+    return 0 <= v < 1
+
+
+# (key, check, rule in words): settings that are impossible, or that would fail deep inside training
+# (or, worse, train silently with nonsense), refused before the first step.
+_RANGES = [
+    ("data.batch_size", _at_least_one, ">= 1"), ("optim.accum_steps", _at_least_one, ">= 1"),
+    ("optim.epochs", _at_least_one, ">= 1"), ("data.num_frames", _at_least_one, ">= 1"),
+    ("data.size", _at_least_one, ">= 1"), ("data.tubelet", _at_least_one, ">= 1"), ("data.patch", _at_least_one, ">= 1"),
+    ("data.stride", _at_least_one, ">= 1"), ("data.num_classes", _non_negative, ">= 0"),
+    ("data.test_clips", _at_least_one, ">= 1"), ("data.test_crops", _at_least_one, ">= 1"),
+    ("data.num_workers", _non_negative, ">= 0"), ("data.random_len", _at_least_one, ">= 1"),
+    ("data.mask_ratio", lambda v: 0 < v < 1, "strictly between 0 and 1"),
+    ("optim.max_steps", _non_negative, ">= 0; 0 = no limit"),
+    ("optim.base_lr", _positive, "> 0"), ("optim.min_lr", _non_negative, ">= 0"),
+    ("optim.warmup_epochs", _non_negative, ">= 0"), ("optim.weight_decay", _non_negative, ">= 0"),
+    ("optim.betas", lambda b: all(0 <= x < 1 for x in b), "two numbers in [0, 1)"),
+    ("optim.clip_grad", _non_negative, ">= 0; 0 = no clipping"),
+    ("optim.layer_decay", lambda v: 0 < v <= 1, "in (0, 1]; 1 = off"),
+    ("optim.label_smoothing", _fraction, "in [0, 1)"), ("optim.mixup", _non_negative, ">= 0"),
+    ("optim.cutmix", _non_negative, ">= 0"), ("optim.mix_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("model.drop_path", _fraction, "in [0, 1)"), ("run.threads", _non_negative, ">= 0"),
+    ("run.ckpt_every", _non_negative, ">= 0; 0 = at the end of each epoch"),
+    ("run.eval_every", _non_negative, ">= 0"), ("run.log_every", _non_negative, ">= 0"),
+]
 
 
 def add_config_arguments(parser) -> None:
@@ -253,7 +298,10 @@ def add_config_arguments(parser) -> None:
                         help="override one config key, e.g. --set optim.base_lr=3e-4 (repeatable)")
     parser.add_argument("--name", help="run name (= --set run.name=NAME); the run dir is run.out_dir/NAME")
     parser.add_argument("--resume", metavar="auto|PATH",
-                        help="resume from a checkpoint; 'auto' = newest in the run dir (if any)")
+                        help="resume from a checkpoint; 'auto' = newest good one in the run dir (if any)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start fresh even if the run dir holds another run: its checkpoints and "
+                             "log are deleted first (= --set run.overwrite=true)")
 
 
 def config_from_args(command: str, args) -> TrainConfig:
@@ -262,4 +310,6 @@ def config_from_args(command: str, args) -> TrainConfig:
         overrides.append(f"run.name={args.name}")
     if getattr(args, "resume", None):
         overrides.append(f"run.resume={args.resume}")
+    if getattr(args, "overwrite", False):
+        overrides.append("run.overwrite=true")
     return load_config(command, args.config, overrides)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from mgm.config import Geometry
+from mgm.data.lists import read_list
 from mgm.errors import MGMError
 from mgm.train_config import TrainConfig
 
@@ -86,7 +87,9 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
     return build_video_dataset(list_file, geometry=d.geometry, mode=mode, root=d.root or None,
                                sampling=d.sampling, stride=d.stride, test_clips=d.test_clips,
                                test_crops=d.test_crops, flip=d.flip, mask_generator=gen,
-                               bad_videos=d.bad_videos, seed=cfg.run.seed, motion_cache=d.motion_cache or None)
+                               bad_videos=d.bad_videos, seed=cfg.run.seed, motion_cache=d.motion_cache or None,
+                               # beside log.jsonl (mgm.rundir clears it with the run it belongs to)
+                               bad_log=cfg.run_dir / f"bad_videos_{split}.jsonl" if d.bad_videos == "skip" else None)
 
 
 def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
@@ -119,3 +122,20 @@ def num_classes_of(cfg: TrainConfig, dataset) -> int:
     if not labels:
         raise MGMError("the training list is empty")
     return int(max(labels)) + 1
+
+
+def check_labels(cfg: TrainConfig) -> None:
+    """Every label of the training and validation lists names a class (data.num_classes, or the
+    training list's labels): checked before any video is decoded, not found at the first
+    evaluation after hours of training."""
+    d = cfg.data
+    if d.source != "list" or not d.train_list:
+        return
+    lists = {f: read_list(f) for f in (d.train_list, d.val_list) if f}
+    num_classes = d.num_classes or 1 + max(s.label for s in lists[d.train_list])
+    origin = "data.num_classes is" if d.num_classes > 0 else "the training list has"
+    for list_file, samples in lists.items():
+        bad = next((s for s in samples if s.label >= num_classes), None)
+        if bad is not None:
+            raise MGMError(f"{list_file}:{bad.line}: label {bad.label} is not a class ({origin} "
+                           f"{num_classes} classes, labels 0..{num_classes - 1})")

@@ -19,10 +19,12 @@ import torch
 
 from mgm import checkpoint as C
 from mgm import distributed as D
-from mgm.engine import evaluate, make_scaler, resolve_precision, train_one_epoch
+from mgm import rundir
+from mgm.engine import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
 from mgm.errors import MGMError
 from mgm.optim import CosineSchedule, build_optimizer, scaled_lr
 from mgm.runlog import RunLog
+from mgm.stopping import StopRequest
 from mgm.train_config import TrainConfig
 
 
@@ -66,22 +68,24 @@ def make_loader(dataset, cfg: TrainConfig, info: D.DistInfo, *, train: bool):
     return loader, sampler
 
 
-def _resume_path(cfg: TrainConfig) -> Path | None:
+def _find_resume(cfg: TrainConfig) -> tuple[Path | None, dict | None]:
+    """The checkpoint to resume from and its state, or (None, None) to start fresh. `auto` takes
+    the newest checkpoint that loads and holds finite weights, skipping damaged newer ones."""
     if not cfg.run.resume:
-        return None
+        return None, None
     if cfg.run.resume == "auto":
-        path = C.latest_checkpoint(cfg.run_dir)
+        path, state = C.last_good_checkpoint(cfg.run_dir, warn=lambda m: D.print0(f"[{cfg.run.name}] warning: {m}"))
         if path is None:
-            D.print0(f"[{cfg.run.name}] --resume auto: no checkpoint in {cfg.run_dir}, starting fresh")
-        return path
-    return Path(cfg.run.resume)
+            D.print0(f"[{cfg.run.name}] --resume auto: no usable checkpoint in {cfg.run_dir}, starting fresh")
+        return path, state
+    return Path(cfg.run.resume), C.load_checkpoint(cfg.run.resume)
 
 
 def _config_diff(old: dict, new: dict) -> list[str]:
     diffs = []
     for section, values in new.items():
         for key, value in values.items():
-            if section == "run" and key == "resume":
+            if section == "run" and key in ("resume", "overwrite"):
                 continue
             before = old.get(section, {}).get(key)
             if before != value:
@@ -89,10 +93,9 @@ def _config_diff(old: dict, new: dict) -> list[str]:
     return diffs
 
 
-def _restore(path: Path, cfg: TrainConfig, info: D.DistInfo, model, optimizer, schedule, scaler):
-    """Load a training checkpoint into the live objects and this rank's RNG streams.
+def _restore(path: Path, state: dict, cfg: TrainConfig, info: D.DistInfo, model, optimizer, schedule, scaler):
+    """Load a training checkpoint's state into the live objects and this rank's RNG streams.
     Returns (step, epoch, batches_done): where the data loader resumes."""
-    state = C.load_checkpoint(path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["scheduler"])
@@ -113,12 +116,58 @@ def _restore(path: Path, cfg: TrainConfig, info: D.DistInfo, model, optimizer, s
     return step, epoch, batches_done
 
 
+def _on_all_ranks(info: D.DistInfo, work: Callable[[], None]) -> None:
+    """Run `work` on rank 0; if it raises MGMError, raise it on every rank (the others would
+    otherwise wait for rank 0 forever in the next collective)."""
+    message = None
+    if info.is_main:
+        try:
+            work()
+        except MGMError as e:
+            message = str(e)
+    message = D.all_gather_objects(message)[0]
+    if message is not None:
+        raise MGMError(message)
+
+
+def _claim_run_dir(cfg: TrainConfig, info: D.DistInfo):
+    """rank 0 claims the run directory (mgm.rundir); every rank raises if it cannot."""
+    held = []
+    _on_all_ranks(info, lambda: held.append(rundir.claim(cfg.run_dir, fresh=not cfg.run.resume,
+                                                          overwrite=cfg.run.overwrite)))
+    return held[0] if held else None
+
+
+def _warn_lr(cfg: TrainConfig, task: Task, lr: float, effective_batch: int) -> None:
+    """The MAE rule scales lr by batch / 256: at CPU batch sizes it can fall to where nothing learns."""
+    o, fix = cfg.optim, "raise optim.base_lr, data.batch_size or optim.accum_steps"
+    if lr < o.min_lr:
+        D.print0(f"[{cfg.run.name}] warning: the scaled lr {lr:.3g} (effective batch {effective_batch}) is "
+                 f"below optim.min_lr {o.min_lr:.3g}, so the cosine schedule would rise, not decay; {fix}")
+    elif task.name == "pretrain" and lr < 1e-5:
+        D.print0(f"[{cfg.run.name}] warning: the scaled lr {lr:.3g} (effective batch {effective_batch}) is "
+                 f"so small that pre-training will barely move; {fix}")
+
+
 def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo | None = None) -> dict:
     """Train task.model on train_set for cfg.optim.epochs (or max_steps), evaluating on val_set.
 
-    Returns {"step", "epoch", "loss", "eval" (last evaluation or None), "checkpoint" (last path)}.
+    The run directory is claimed for the run's lifetime (mgm.rundir); SIGTERM / SIGUSR1 stop the
+    run at the next step boundary with a checkpoint (mgm.stopping).
+    Returns {"step", "epoch", "loss", "eval" (last evaluation or None), "checkpoint" (last path),
+    "stopped" (the signal's name, or None)}.
     """
     info = info or D.init_distributed(cfg.run.device)
+    held = _claim_run_dir(cfg, info)
+    try:
+        with StopRequest() as stop:
+            return _fit(cfg, task, train_set, val_set, info, stop)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, stop: StopRequest) -> dict:
     run_dir = cfg.run_dir
     log = RunLog(run_dir, active=info.is_main)
     model = task.model.to(info.device)
@@ -143,11 +192,13 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
              f"({cfg.data.batch_size} x {o.accum_steps} accum x {info.world_size} procs) / 256 "
              f"= lr {lr:.3g}; {steps_per_epoch} steps/epoch, {last_step} steps; "
              f"{n_train / 1e6:.2f}M of {n_params / 1e6:.2f}M params trained; {precision} on {info.device}")
+    _warn_lr(cfg, task, lr, effective_batch)
 
     step, epoch, batches_done = 0, 0, 0
-    resume = _resume_path(cfg)
+    resume, state = _find_resume(cfg)
     if resume is not None:
-        step, epoch, batches_done = _restore(resume, cfg, info, model, optimizer, schedule, scaler)
+        step, epoch, batches_done = _restore(resume, state, cfg, info, model, optimizer, schedule, scaler)
+        del state
         log.write("resume", step=step, epoch=epoch, path=str(resume))
     else:
         # Training randomness (drop path, mixup) differs per rank; initialisation did not.
@@ -161,25 +212,35 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
         model.compile()  # in place: state_dict keys stay the same (no "_orig_mod." prefix)
     net = D.wrap_ddp(model, info)
     loader, sampler = make_loader(train_set, cfg, info, train=True)
-    last_ckpt = [C.latest_checkpoint(run_dir) if resume is not None else None]
+    last_ckpt = [resume]
 
     def save(step_: int, epoch_: int, batches_: int) -> None:
         rngs = D.all_gather_objects(C.capture_rng())  # every rank's stream, for exact resume
-        if info.is_main:
+
+        def write():
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": schedule.state_dict(),
                      "scaler": scaler.state_dict() if scaler is not None else {},
                      "step": step_, "epoch": epoch_, "batches_done": batches_, "config": cfg.to_dict(),
                      "rng": rngs, "task": task.name, "world_size": info.world_size}
-            last_ckpt[0] = C.save_checkpoint(C.checkpoint_path(run_dir, step_), state)
+            try:
+                last_ckpt[0] = C.save_checkpoint(C.checkpoint_path(run_dir, step_), state)
+            except MGMError as e:
+                log.write("error", step=step_, epoch=epoch_, message=str(e))
+                raise MGMError(f"{e}; the previous checkpoint {last_ckpt[0] or '(none)'} is intact") from None
             C.prune_checkpoints(run_dir, cfg.run.keep_ckpts)
-        D.barrier()
+
+        _on_all_ranks(info, write)
 
     result_eval, mean_loss = None, float("nan")
     if step >= last_step:
         D.print0(f"[{cfg.run.name}] already at step {step} of {last_step}: nothing to train")
     t_start = time.perf_counter()
+    stopped = None  # the signal's name once a stop request ended the run
     while epoch < o.epochs and step < last_step:
+        if D.all_reduce_mean({"stop": float(bool(stop))}, info.device)["stop"] > 0:  # all ranks agree
+            stopped = _signal_name(stop)
+            break
         steps_left = min(steps_per_epoch - batches_done // o.accum_steps, last_step - step)
         sampler.set_epoch(epoch, start=batches_done * cfg.data.batch_size)
         if hasattr(train_set, "set_epoch"):
@@ -200,12 +261,21 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
                                     steps=steps_left, precision=precision, scaler=scaler,
                                     accum_steps=o.accum_steps, clip_grad=o.clip_grad, step_offset=step,
                                     on_step=on_step, desc=f"{task.name} epoch {epoch}",
-                                    progress=cfg.run.progress)
+                                    progress=cfg.run.progress, stop=stop)
+        except NonFiniteLossError as e:
+            good = C.last_good_checkpoint(run_dir)[0] if info.is_main else None
+            where = (f"the last good checkpoint (finite weights) is {good}: lower optim.base_lr (or set "
+                     f"optim.clip_grad) and continue from it with --resume {good}") if good else \
+                f"no checkpoint with finite weights in {run_dir}"
+            log.write("error", step=step, epoch=epoch, message=str(e), last_checkpoint=str(good))
+            log.close()
+            raise NonFiniteLossError(f"{e}; {where}") from None
         except MGMError as e:
             log.write("error", step=step, epoch=epoch, message=str(e),
                       last_checkpoint=str(C.latest_checkpoint(run_dir)) if info.is_main else None)
             log.close()
             raise
+        _log_bad_videos(log, train_set, epoch, step)
         step += stats["steps"]
         mean_loss = stats["loss"]
         finished_epoch = step - epoch_start_step == steps_per_epoch
@@ -219,6 +289,9 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
         else:
             batches_done = (step - epoch_start_step) * o.accum_steps
         save(step, epoch, batches_done)
+        if stats["stopped"]:
+            stopped = _signal_name(stop)
+            break
         last = step >= last_step or epoch >= o.epochs
         if val_set is not None and task.predict is not None and (
                 last or (cfg.run.eval_every > 0 and finished_epoch and epoch % cfg.run.eval_every == 0)):
@@ -227,9 +300,27 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
             D.print0(f"[{cfg.run.name}] eval at step {step}: top-1 {result_eval['top1']:.2f}% "
                      f"top-5 {result_eval['top5']:.2f}% over {result_eval['videos']} videos "
                      f"({result_eval['views']} views)")
+    if stopped:
+        log.write("stopped", step=step, epoch=epoch, signal=stopped, checkpoint=str(last_ckpt[0]))
+        D.print0(f"[{cfg.run.name}] {stopped} received: stopped at step {step} of {last_step} with "
+                 f"checkpoint {last_ckpt[0]}; continue with --resume auto")
     log.close()
     return {"step": step, "epoch": epoch, "loss": mean_loss, "eval": result_eval,
-            "checkpoint": str(last_ckpt[0]) if last_ckpt[0] else None}
+            "checkpoint": str(last_ckpt[0]) if last_ckpt[0] else None, "stopped": stopped}
+
+
+def _signal_name(stop: StopRequest) -> str:
+    """The stop signal's name as any rank received it (torchrun may deliver it to one rank first)."""
+    return next((s for s in D.all_gather_objects(stop.signal) if s), "SIGTERM")
+
+
+def _log_bad_videos(log: RunLog, dataset, epoch: int, step: int) -> None:
+    """Bad videos skipped during the epoch (data.bad_videos=skip) go to log.jsonl as well."""
+    if getattr(dataset, "bad_videos", None) != "skip" or not hasattr(dataset, "epoch_summary"):
+        return
+    summary = dataset.epoch_summary(epoch)
+    if summary["bad"]:
+        log.write("bad_videos", step=step, epoch=epoch, count=summary["bad"], videos=summary["videos"])
 
 
 def run_evaluation(task: Task, model, dataset, cfg: TrainConfig, info: D.DistInfo, precision: str) -> dict:

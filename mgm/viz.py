@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mgm.files import atomic_write
+
 # Anchor colours of a black-red-yellow-white heat scale (like matplotlib's "hot"/"inferno").
 _HEAT = np.array([[0, 0, 0], [120, 20, 90], [220, 50, 30], [250, 170, 20], [255, 255, 200]], np.float32)
 MASK_TINT = np.array([20, 40, 110], np.float32)
@@ -122,7 +124,8 @@ def save_png(path, image: np.ndarray, colors: int = 256) -> None:
     from PIL import Image
 
     img = Image.fromarray(image)
-    (img.quantize(colors) if colors else img).save(path, format="PNG", optimize=True)
+    with atomic_write(path) as f:
+        (img.quantize(colors) if colors else img).save(f, format="PNG", optimize=True)
 
 
 def save_gif(path, images: list[np.ndarray], ms_per_frame: int = 250, colors: int = 128) -> None:
@@ -130,8 +133,9 @@ def save_gif(path, images: list[np.ndarray], ms_per_frame: int = 250, colors: in
     from PIL import Image
 
     pics = [Image.fromarray(im).quantize(colors) for im in images]
-    pics[0].save(path, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0,
-                 optimize=True)
+    with atomic_write(path) as f:
+        pics[0].save(f, format="GIF", save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0,
+                     optimize=True)
 
 
 def clip_views(frames: np.ndarray, motion: np.ndarray, mask: np.ndarray, tubelet: int, patch: int,

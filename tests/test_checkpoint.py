@@ -74,7 +74,7 @@ def test_atomic_write_keeps_old_file_when_save_fails(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(MGMError, match=f"{path.name}: cannot write \\(disk full\\)"):  # one line, not a traceback
         C.save_checkpoint(path, {"x": torch.arange(5)})
     assert torch.equal(C.load_checkpoint(path)["x"], torch.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind

@@ -20,11 +20,11 @@ def add_arguments(parser):
 
 def run(args):
     import json
-    from pathlib import Path
 
     from mgm import distributed as D
     from mgm.engine import resolve_precision
     from mgm.errors import MGMError
+    from mgm.files import write_text
     from mgm.tasks import restore_classifier
     from mgm.train_data import build_dataset
     from mgm.trainer import run_evaluation, setup
@@ -43,5 +43,4 @@ def run(args):
         print(f"{args.checkpoint}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
               f"loss {metrics['loss']:.4f}  ({metrics['videos']} videos, {metrics['views']} views)")
         if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps({"checkpoint": args.checkpoint, **metrics}, indent=2) + "\n")
+            write_text(args.out, json.dumps({"checkpoint": args.checkpoint, **metrics}, indent=2) + "\n")

@@ -29,6 +29,7 @@ def run(args):
 
     from mgm.checkpoint import load_checkpoint
     from mgm.engine import extract_features, resolve_precision
+    from mgm.files import atomic_write
     from mgm.errors import MGMError
     from mgm.model import VideoMAEClassifier
     from mgm.tasks import init_encoder, model_config, restore_classifier
@@ -60,8 +61,8 @@ def run(args):
                                         precision=resolve_precision(cfg.run.precision, info.device),
                                         progress=cfg.run.progress)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, feats.numpy())
     labels_path = out.with_suffix(".labels.npy")
-    np.save(labels_path, labels.numpy())
+    for path, array in ((out, feats), (labels_path, labels)):
+        with atomic_write(path) as f:
+            np.save(f, array.numpy())
     print(f"{out}: {tuple(feats.shape)} float32 embeddings of {len(data)} clips; labels in {labels_path}")

@@ -147,21 +147,14 @@ def warn(prog: str, message: str) -> None:
 
 
 def run(args):
-    import os
-
     import numpy as np
 
-    from mgm.errors import MGMError
+    from mgm.files import atomic_write
 
     geometry, _, _, mask = make_mask(args)
     out = args.out if args.out.endswith(".npy") else args.out + ".npy"
-    tmp = out + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, mask)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise MGMError(f"{out}: cannot write ({e.strerror})") from None
+    with atomic_write(out) as f:
+        np.save(f, mask)
     if not args.quiet:
         print(f"{out}: {args.strategy} mask {list(mask.shape)}, {int(mask.sum())} of {mask.size} tokens "
               f"masked ({mask.mean():.3f})", file=sys.stderr)

@@ -51,12 +51,7 @@ def run(args):
         print(f"mgm motion: warning: {args.video}: no motion vectors in any of its "
               f"{field.num_frames} frames (all-intra video?); dx, dy are all 0", file=sys.stderr)
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"
-    tmp = out + ".tmp.npz"
-    try:
-        field.save_npz(tmp)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise MGMError(f"{out}: cannot write ({e.strerror})") from None
+    field.save_npz(out)
     if not args.quiet:
         counts = {t: int((field.frame_type == t).sum()) for t in "IPB"}
         print(f"{out}: {field.num_frames} frames {counts}, grid {field.dx.shape[1]}x{field.dx.shape[2]}",

@@ -19,7 +19,8 @@ def add_arguments(parser):
 
 
 def run(args):
+    from mgm.stopping import exit_code
     from mgm.tasks import run_training
     from mgm.train_config import config_from_args
 
-    run_training(NAME, config_from_args(NAME, args))
+    return exit_code(run_training(NAME, config_from_args(NAME, args))["stopped"])

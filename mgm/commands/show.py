@@ -70,12 +70,7 @@ def run(args):
                               f"{name} {args.strategy}  t={args.start + args.stride * i}")
                   for i, (a, b) in enumerate(zip(motion_tiles, mask_tiles))]
         save = lambda path: viz.save_gif(path, images, args.ms)  # noqa: E731
-    tmp = f"{args.out}.tmp{ext}"
-    try:
-        save(tmp)
-        os.replace(tmp, args.out)
-    except OSError as e:
-        raise MGMError(f"{args.out}: cannot write ({e.strerror})") from None
+    save(args.out)
     print(f"{args.out}: {args.strategy} mask of {name}", file=sys.stderr)
 
 

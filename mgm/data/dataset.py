@@ -38,6 +38,7 @@ from mgm.data.lists import Sample, read_list
 from mgm.data.sampling import build_sampler
 from mgm.data.transforms import ClipTransform
 from mgm.errors import MGMError, VideoError
+from mgm.files import append_line
 from mgm.motion import accumulate
 
 log = logging.getLogger(__name__)
@@ -83,11 +84,12 @@ class VideoDataset(_Base):
         if motion_cache and self.needs_motion:
             from mgm.data.motion_cache import MotionCache
             self.motion_cache = MotionCache(motion_cache, block)
-        if bad_log is None:  # a file, not a list: workers are separate processes
+        if bad_log is None and bad_videos == "skip":  # a file, not a list: workers are separate processes
+            # (training passes a file in its run directory; this temporary one serves library use)
             fd, bad_log = tempfile.mkstemp(prefix="mgm-bad-videos-", suffix=".jsonl")
             os.close(fd)
             weakref.finalize(self, _remove_if_owner, bad_log, os.getpid())
-        self.bad_log = str(bad_log)
+        self.bad_log = None if bad_log is None else str(bad_log)
         self._num_frames: dict[str, int] = {}
 
     # ------------------------------------------------------------------ indexing
@@ -184,16 +186,16 @@ class VideoDataset(_Base):
     # ------------------------------------------------------------------ bad videos
     def _record(self, epoch: int, index: int, err: VideoError) -> None:
         log.warning("bad video skipped (epoch %d, index %d): %s", epoch, index, err)
-        line = json.dumps({"epoch": epoch, "index": index, "path": err.path, "reason": err.reason})
-        with open(self.bad_log, "a") as f:  # one short append per event: atomic across workers
-            f.write(line + "\n")
+        # one short append per event: atomic across workers
+        append_line(self.bad_log, json.dumps({"epoch": epoch, "index": index, "path": err.path,
+                                              "reason": err.reason}))
 
     def epoch_summary(self, epoch: int | None = None) -> dict:
         """Bad videos met in `epoch` (default: the current one) by every worker:
         {"epoch", "bad": number of skip events, "videos": {path: reason}}."""
         epoch = self.epoch if epoch is None else epoch
         videos, count = {}, 0
-        if os.path.exists(self.bad_log):
+        if self.bad_log is not None and os.path.exists(self.bad_log):
             with open(self.bad_log) as f:
                 for line in f:
                     rec = json.loads(line)
@@ -239,7 +241,7 @@ class EpochSampler:
 def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling: str = "dense",
                   stride: int = 4, test_clips: int = 1, test_crops: int = 1, crop: str | None = None,
                   flip: bool = False, mask_generator=None, return_motion: bool = False,
-                  bad_videos: str = "error", seed: int = 0, motion_cache=None) -> VideoDataset:
+                  bad_videos: str = "error", seed: int = 0, motion_cache=None, bad_log=None) -> VideoDataset:
     """The usual wiring per mode. pretrain / train: random clip, multi-scale crop; val: centred clip,
     centre crop; test: `test_clips` x `test_crops` views (K400: 5 x 3 dense; SSv2: 2 x 3 segment)."""
     sampler = build_sampler(sampling, geometry.num_frames, stride, mode, views=test_clips)
@@ -250,4 +252,4 @@ def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling
                               crop_views=test_crops)
     return VideoDataset(samples, geometry=geometry, sampler=sampler, transform=transform, root=root,
                         mask_generator=mask_generator, mode=mode, return_motion=return_motion,
-                        bad_videos=bad_videos, seed=seed, motion_cache=motion_cache)
+                        bad_videos=bad_videos, seed=seed, motion_cache=motion_cache, bad_log=bad_log)

@@ -12,10 +12,11 @@ import csv
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mgm.errors import MGMError
+from mgm.files import atomic_write, write_text
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Sample:
 
     path: str
     label: int
+    line: int = field(default=0, compare=False)  # line number in its list file (for error messages)
 
 
 def read_list(list_path, root=None) -> list[Sample]:
@@ -52,7 +54,7 @@ def read_list(list_path, root=None) -> list[Sample]:
                 raise MGMError(f"{list_path}:{lineno}: label {label} is negative (labels are 0-based)")
             if root is not None and not os.path.isabs(path):
                 path = os.path.join(root, path)
-            samples.append(Sample(path, label))
+            samples.append(Sample(path, label, lineno))
     if not samples:
         raise MGMError(f"{list_path}: list file has no entries")
     return samples
@@ -61,20 +63,16 @@ def read_list(list_path, root=None) -> list[Sample]:
 def write_list(list_path, samples) -> None:
     """Write (path, label) pairs as a list file, atomically (temp file + rename)."""
     list_path = Path(list_path)
-    list_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = list_path.with_name(list_path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(list_path, "w", encoding="utf-8") as f:
         for path, label in samples:
             if "\n" in str(path):
                 raise MGMError(f"{list_path}: path {path!r} contains a newline")
             f.write(f"{path} {int(label)}\n")
-    os.replace(tmp, list_path)
 
 
 def write_classes(path, classes) -> None:
     """Write class names, one per line, line i = label i."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
+    write_text(path, "".join(f"{c}\n" for c in classes))
 
 
 def _lines(path):

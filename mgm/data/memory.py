@@ -18,6 +18,7 @@ from mgm import codec
 from mgm.config import Geometry
 from mgm.data.lists import read_list
 from mgm.errors import MGMError
+from mgm.files import os_error, temp_name
 from mgm.model import IMAGENET_MEAN, IMAGENET_STD
 from mgm.motion import accumulate, resample_to_grid
 
@@ -55,20 +56,20 @@ class DecodedSplit:
         wins and the others are dropped."""
         import shutil
 
-        tmp = f"{path}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        for name in self.FIELDS:
-            value = getattr(self, name)
-            np.save(os.path.join(tmp, name + ".npy"), np.array(value) if name == "paths" else value)
-        np.save(os.path.join(tmp, "source_size.npy"), np.array(self.source_size))
-        np.save(os.path.join(tmp, "rows.npy"), np.asarray(self.rows, np.int64))
+        tmp = str(temp_name(path))
         try:
+            os.makedirs(tmp)
+            for name in self.FIELDS:
+                value = getattr(self, name)
+                np.save(os.path.join(tmp, name + ".npy"), np.array(value) if name == "paths" else value)
+            np.save(os.path.join(tmp, "source_size.npy"), np.array(self.source_size))
+            np.save(os.path.join(tmp, "rows.npy"), np.asarray(self.rows, np.int64))
             os.rename(tmp, path)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as e:
             if not os.path.isdir(path):  # not "another process saved it first": a real failure
-                raise
+                raise os_error(path, e) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # after a failure or a lost race; gone after a rename
 
     @classmethod
     def load(cls, path: str) -> "DecodedSplit":

@@ -9,17 +9,20 @@ result is identical to the one-pass read (`codec.read_clip`): same vectors, same
 Files: <dir>/<video stem>-<key>.npy, float32 [2, F, Hb, Wb] (dx, dy per decoded frame). The key
 hashes the video's real path, size, modification time and the block size, so an edited or
 replaced video gets a new entry. Concurrent workers may compute the same entry: each writes a
-private temporary file and renames it, so readers see a whole file or none.
+private temporary file and renames it, so readers see a whole file or none. A damaged entry (a
+full disk, a foreign file) is read again from the video, with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import warnings
 from collections import OrderedDict
 
 import numpy as np
+
+from mgm.files import atomic_write
 
 
 class MotionCache:
@@ -50,7 +53,12 @@ class MotionCache:
         path = self.entry(video)
         if not os.path.exists(path):
             self._store(video, path)
-        self._maps[key] = np.load(path, mmap_mode="r")
+        try:
+            self._maps[key] = _open_entry(path)
+        except ValueError as e:  # damaged (a disk that filled, a foreign file): it is only a cache
+            warnings.warn(f"{path}: damaged motion-cache entry ({e}); read {os.fspath(video)} again")
+            self._store(video, path)
+            self._maps[key] = _open_entry(path)
         if len(self._maps) > self.OPEN_MAPS:
             self._maps.popitem(last=False)
         return self._maps[key]
@@ -60,12 +68,18 @@ class MotionCache:
 
         # jobs=1: loader workers already read different videos on every core.
         field = codec.read_motion(video, block=self.block, jobs=1)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp.npy")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.stack([field.dx, field.dy]))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        # atomic_write: a whole file or none for concurrent readers; readable by the whole team
+        # (mode 0666 less the umask, where mkstemp made it 0600).
+        with atomic_write(path) as f:
+            np.save(f, np.stack([field.dx, field.dy]))
+
+
+def _open_entry(path: str) -> np.ndarray:
+    """float32 [2, F, Hb, Wb] memory map of a cache file; ValueError if it is not one."""
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(str(e).splitlines()[0][:120] if str(e) else type(e).__name__) from None
+    if arr.dtype != np.float32 or arr.ndim != 4 or arr.shape[0] != 2:
+        raise ValueError(f"holds {arr.dtype} {arr.shape}, not float32 [2, F, H, W]")
+    return arr

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mgm.errors import MGMError
+from mgm.files import atomic_write, write_text
 
 CLASSES = ("left", "right", "up", "down", "approach", "recede", "rotate_cw", "rotate_ccw",
            "bounce", "stop", "start", "orbit")
@@ -318,7 +319,6 @@ def _work(job):
     frames, ann = make_clip(label, clip_rng(seed, variant, split, index), size, T, variant, scene)
     path = Path(out) / rel
     if not path.exists():  # resumable: files appear atomically (temp + rename)
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_video(path, frames, fps=fps, options={"x264-params": x264_params(T), "crf": str(crf)}, gop=T)
     return index, ann
 
@@ -348,9 +348,8 @@ def generate(out, preset: str = "tiny", seed: int = 0, variant: str = "base", jo
     meta_path = out / "meta.json"
     if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
         raise MGMError(f"{out}: holds a different benchmark (meta.json differs); choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(meta, indent=1))
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
+    write_text(meta_path, json.dumps(meta, indent=1))
+    write_text(out / "classes.txt", "".join(f"{c}\n" for c in CLASSES))
 
     jobs_list, rows = [], {}
     for split, k in counts.items():
@@ -367,7 +366,7 @@ def generate(out, preset: str = "tiny", seed: int = 0, variant: str = "base", jo
 
     for split, split_rows in rows.items():
         write_list(out / f"{split}.txt", split_rows)
-        with open(out / f"{split}.jsonl", "w") as f:
+        with atomic_write(out / f"{split}.jsonl", "w") as f:
             for rel, label in split_rows:
                 i = int(Path(rel).stem)
                 f.write(json.dumps({"path": rel, **anns[(split, i)]}) + "\n")
