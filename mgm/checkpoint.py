@@ -101,12 +101,15 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise MGMError(f"{path}: cannot load checkpoint ({first[:200]})") from None
 
 
-def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps everything)."""
+def prune_checkpoints(run_dir: str | Path, keep: int, keep_steps=()) -> None:
+    """Delete all but the newest `keep` checkpoints (keep <= 0 keeps everything) and those of the
+    steps in `keep_steps` (the points of a learning curve)."""
     if keep <= 0:
         return
+    protected = {int(s) for s in keep_steps}
     for p in list_checkpoints(run_dir)[:-keep]:
-        p.unlink(missing_ok=True)
+        if int(_NAME.match(p.name).group(1)) not in protected:
+            p.unlink(missing_ok=True)
 
 
 def capture_rng() -> dict:

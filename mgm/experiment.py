@@ -418,7 +418,9 @@ class Runner:
                                  "mask_params": dict(arm.params), "batch_size": p.pretrain_batch},
                            optim={"epochs": epochs, "max_steps": p.pretrain_steps,
                                   "base_lr": p.pretrain_lr, "warmup_epochs": 0.1 * epochs},
-                           run={"ckpt_every": 0, "keep_ckpts": 10 ** 6, "resume": "auto"})
+                           # only the curve's checkpoints and the newest two (resume) are kept:
+                           # one per epoch filled the disk (5.7 GB for the demo alone)
+                           run={"ckpt_every": 0, "keep_ckpts": 2, "keep_steps": steps, "resume": "auto"})
         t = time.perf_counter()
         out = run_training("pretrain", cfg)
         missing = [c for c in ckpts.values() if not os.path.exists(c)]
@@ -463,7 +465,8 @@ class Runner:
                            optim={"epochs": epochs, "max_steps": p.finetune_steps,
                                   "base_lr": p.finetune_lr, "warmup_epochs": 0.1 * epochs,
                                   "layer_decay": p.finetune_layer_decay},
-                           run={"keep_ckpts": 1})
+                           # a unit whose result is not stored is unfinished: it starts again
+                           run={"keep_ckpts": 1, "overwrite": True})
         t = time.perf_counter()
         out = run_training("finetune", cfg)
         ev = out["eval"] or {}

@@ -90,6 +90,7 @@ class RunSection:
     compile: bool = False             # torch.compile the model (first steps pay 10-30 s of compilation)
     ckpt_every: int = 0               # optimizer steps between checkpoints; 0 = at the end of each epoch
     keep_ckpts: int = 2               # keep the newest N step checkpoints
+    keep_steps: list = field(default_factory=list)  # and never delete those of these steps (curve points)
     eval_every: int = 1               # epochs between evaluations; 0 = only at the end
     log_every: int = 10               # optimizer steps between log lines
     resume: str = ""                  # "" = start fresh, "auto" = newest checkpoint in the run dir, or a path

@@ -228,7 +228,7 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
             except MGMError as e:
                 log.write("error", step=step_, epoch=epoch_, message=str(e))
                 raise MGMError(f"{e}; the previous checkpoint {last_ckpt[0] or '(none)'} is intact") from None
-            C.prune_checkpoints(run_dir, cfg.run.keep_ckpts)
+            C.prune_checkpoints(run_dir, cfg.run.keep_ckpts, cfg.run.keep_steps)
 
         _on_all_ranks(info, write)
 

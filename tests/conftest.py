@@ -85,3 +85,29 @@ def load_benchmark(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """tmpfs(size="2m", readonly=False) -> a freshly mounted tmpfs folder: a real full disk or a
+    real read-only file system (root ignores permission bits, so chmod cannot fake either).
+    Skips where mounting is not allowed; unmounted after the test."""
+    import subprocess
+
+    mounts = []
+
+    def _mount(size="2m", readonly=False):
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        mnt = tmp_path / f"tmpfs{len(mounts)}"
+        mnt.mkdir()
+        opts = f"size={size}" + (",ro" if readonly else "")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)],
+                          capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        mounts.append(mnt)
+        return mnt
+
+    yield _mount
+    for mnt in mounts:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -1,6 +1,12 @@
 """Transcoding: a VP9 clip (no motion vectors) becomes H.264 whose motion reads correctly."""
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +16,7 @@ from mgm import codec
 from mgm.cli import main
 from mgm.data.transcode import Settings, output_size, parse_shard, plan, transcode_all, transcode_file
 from mgm.errors import MGMError, VideoError
+from mgm.files import TEMP_MARK, stale_temps
 
 
 def _write_vp9(path, frames):
@@ -95,3 +102,86 @@ def test_folder_resume_manifest_shards_and_errors(vp9, tmp_path, capsys):
     capsys.readouterr()
     assert main(["transcode", str(src / "broken.webm"), "--out", str(out / "x"), "--jobs", "1"]) == 1
     assert "broken.webm" in capsys.readouterr().out
+
+
+# --- failures that would hit every file: a full disk, a worker killed -------------------------------
+
+CLI = [sys.executable, "-c", "import sys; from mgm.cli import main; sys.exit(main(sys.argv[1:]))", "transcode"]
+
+
+@pytest.fixture(scope="module")
+def noise_clips(tmp_path_factory):
+    """in/a.mp4: 10 frames; in/b.mp4, in/c.mp4: 100 frames of 320x240 noise, which x264 (preset
+    medium, crf 18) turns into ~4 MB each, taking seconds."""
+    d = tmp_path_factory.mktemp("noise") / "in"
+    d.mkdir()
+    frames = np.random.default_rng(0).integers(0, 255, (100, 240, 320, 3), dtype=np.uint8)
+    fast = {"preset": "ultrafast", "x264-params": "bframes=0:ref=1"}
+    codec.write_video(d / "a.mp4", frames[:10], options=fast)
+    codec.write_video(d / "b.mp4", frames, options=fast)
+    (d / "c.mp4").write_bytes((d / "b.mp4").read_bytes())
+    return d
+
+
+def _one_line(stderr):
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def _leftovers(out):
+    """Files in `out` that are neither the manifest nor a finished output: temp or partial files."""
+    return sorted(p.name for p in out.rglob("*") if p.name != "manifest.jsonl" and (
+        p.name.startswith(".") or TEMP_MARK in p.name or ".part" in p.name))
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("full", [False, True], ids=["2MB-free", "no-space"])
+def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing(noise_clips, tmpfs, jobs, full):
+    tiny_disk = tmpfs("2m")
+    # was: an av.error.OSError traceback; on a disk already full a segfault (--jobs 1) or a hang (Pool)
+    if full:
+        with open(tiny_disk / "filler", "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    out = tiny_disk / "o"
+    r = subprocess.run(CLI + [str(noise_clips / "b.mp4"), str(noise_clips / "c.mp4"), "--out", str(out),
+                              "--jobs", jobs], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    line = _one_line(r.stderr)
+    assert line.startswith("mgm transcode: error: ") and "no space left on device" in line
+    assert str(out / "b.mp4") in line or str(out / "c.mp4") in line
+    assert _leftovers(out) == [] and not list(out.glob("*.mp4"))
+
+
+def test_killed_worker_stops_the_run_naming_its_source(noise_clips, tmp_path):
+    # was: multiprocessing.Pool never noticed, the command hung forever and left a .part.mp4
+    out = tmp_path / "o"
+    p = subprocess.Popen(CLI + [str(noise_clips), "--out", str(out), "--jobs", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        # a.mp4 (10 frames) done, and a worker mid-way through b or c: its temp file carries its pid
+        while not ((out / "a.mp4").exists() and (temps := stale_temps(out))):
+            assert p.poll() is None and time.monotonic() < deadline, "the run ended or stalled first"
+            time.sleep(0.02)
+        name = temps[0].name  # .b.mp4.tmp-PID-HEX.mp4
+        os.kill(int(name.split(TEMP_MARK)[1].split("-")[0]), signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1 and time.monotonic() - killed_at < 10
+    line = _one_line(err)
+    source = noise_clips / name[1:].split(TEMP_MARK)[0]
+    assert f"error: {source}: the worker transcoding it died (signal 9)" in line
+    assert _leftovers(out) == []
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["a.mp4"]  # finished output kept ...
+    assert codec.probe(out / "a.mp4").num_frames == 10
+    recs = [json.loads(line) for line in open(out / "manifest.jsonl")]  # ... and the death recorded
+    assert {(r["source"], r["status"]) for r in recs} >= {
+        (str(noise_clips / "a.mp4"), "ok"), (str(source), "error: worker died (signal 9)")}
