@@ -36,7 +36,9 @@ def run_demo(out: str = "runs/demo", threads: int = 0) -> str:
         step = "" if tag == "scratch" else f"@{preset.pretrain_steps}"
         r = runner.result(f"finetune/base/{tag}{step}/f1/s0")
         top1[tag.split("-")[0]] = r["top1"] / 100 if r and r["top1"] is not None else float("nan")
-    print(f"\nwrote {out}/mask_mgm.gif, {out}/reconstruction_mgm.png, {out}/results.md")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"\nwrote {out}/mask_mgm.gif, {out}/reconstruction_mgm.png, {out}/results.md; everything "
+          f"(clips, checkpoints, logs) is in {out}/, {size / 2**20:.0f} MB: delete it to start over")
     print(f"(tiny benchmark, {preset.pretrain_steps} pre-training steps: accuracies near chance "
           f"({100 / 12:.0f}%) only show that every stage runs; see docs/RESULTS.md)")
     line = "top-1: " + " | ".join(f"{k} {v:.2f}" for k, v in top1.items())

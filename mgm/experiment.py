@@ -386,10 +386,12 @@ class Runner:
         return load_config(command, base=base)
 
     def pretrain(self, arm: Arm, seed: int) -> dict:
-        """Pre-train one arm, keeping every epoch's checkpoint. -> {"checkpoints": {step: path}} at
-        the `curve` points: each fraction is rounded to the nearest epoch end (the last to the last
-        step), so a new curve reuses a finished pre-training."""
-        from mgm.checkpoint import checkpoint_path
+        """Pre-train one arm -> {"checkpoints": {step: path}} at the `curve` points: each fraction is
+        rounded to the nearest epoch end (the last to the last step). Only those checkpoints are
+        kept (and, while it trains, the newest two for resuming): one per epoch filled the disk
+        (5.7 GB for the demo). A new curve point on a finished pre-training therefore asks for it
+        to be run again (a one-line error naming the record to delete)."""
+        from mgm.checkpoint import checkpoint_path, list_checkpoints
 
         key = f"pretrain/{arm.name}/s{seed}"
         p = self.preset
@@ -423,6 +425,9 @@ class Runner:
                            run={"ckpt_every": 0, "keep_ckpts": 2, "keep_steps": steps, "resume": "auto"})
         t = time.perf_counter()
         out = run_training("pretrain", cfg)
+        for path in list_checkpoints(run_dir):  # finished: only the curve's checkpoints are used
+            if str(path) not in ckpts.values():
+                path.unlink()
         missing = [c for c in ckpts.values() if not os.path.exists(c)]
         if missing:
             raise MGMError(f"pre-training {arm.name} left no checkpoint {missing[0]}")

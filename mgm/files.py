@@ -77,6 +77,12 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = False) -> Iterator[P
         os.replace(tmp, path)
     except OSError as e:
         raise os_error(path, e) from None
+    except Exception as e:
+        # Some writers raise their own error while an OSError is handled: torch.save's zip writer
+        # answers a full disk with "RuntimeError: unexpected pos ...". The OSError is the reason.
+        if isinstance(e.__context__, OSError) and not isinstance(e, MGMError):
+            raise os_error(path, e.__context__) from None
+        raise
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()  # gone already after a successful rename

@@ -145,6 +145,20 @@ def test_read_only_output_of_eval_and_features(command, finetuned, tmpfs, capsys
     assert str(out) in line and "read-only file system" in line
 
 
+def test_disk_full_at_a_checkpoint_save_is_one_line_and_keeps_the_previous_one(tmpfs):
+    disk = tmpfs("2m")  # one checkpoint of this model (weights + AdamW moments) is ~1.2 MB
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 20_000), nn.Linear(20_000, 1))
+    with pytest.raises(MGMError) as e:
+        fit(_cfg(disk, "run.ckpt_every=1", "optim.base_lr=1e-3"), Task("pretrain", model, _mse), Pairs())
+    run_dir = disk / "t"
+    assert str(e.value) == (f"{run_dir}/ckpt-00000002.pt: cannot write (no space left on device); "
+                            f"the previous checkpoint {run_dir}/ckpt-00000001.pt is intact")
+    assert [p.name for p in C.list_checkpoints(run_dir)] == ["ckpt-00000001.pt"]
+    assert C.load_checkpoint(run_dir / "ckpt-00000001.pt")["step"] == 1
+    assert files.stale_temps(run_dir) == []
+
+
 # ---------------------------------------------------------------- divergence
 def _nan_gradients_at(step: int):
     """A loss that stays finite while its gradients turn NaN at optimizer step `step`."""
