@@ -108,6 +108,9 @@ class Preset:
     full_arms: tuple | None = None
     eval_split: str = "val"         # "dev" while choosing settings, "val" for the reported table
     threads: int = 0                # torch threads (0: torch's default)
+    # Pre-training checkpoints kept: every epoch end (a new curve point reuses a finished
+    # pre-training) or only the curve's (the demo: one per epoch came to 5.7 GB).
+    keep_every_epoch: bool = True
 
 
 MAIN = (Arm("tube", 0.75), Arm("mgm", 0.75), Arm("tube", 0.9), Arm("mgm", 0.9), Arm("random", 0.9))
@@ -151,7 +154,7 @@ PRESETS = {
     "demo": Preset(synth="tiny", arms=(Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
                    num_frames=8, stride=4, size=64, patch=16, pretrain_steps=300, pretrain_batch=16,
                    curve=(1.0,), label_fractions=(1.0,), curve_labels=1.0, finetune_steps=150,
-                   finetune_batch=16, transfer=False),
+                   finetune_batch=16, transfer=False, keep_every_epoch=False),
     "small": SMALL,
     "long": LONG,
     # The one lever the ablation left untested: the main object 1.5x larger, so that it spans 2-3
@@ -275,7 +278,7 @@ class Runner:
     # Preset fields that change what a stored result means; the others only choose which runs exist.
     # `curve` only picks which of the per-epoch pre-training checkpoints get fine-tuned.
     _SELECTION = ("arms", "seeds", "label_fractions", "curve", "curve_labels", "probe", "transfer", "scratch",
-                  "full_arms", "threads")
+                  "full_arms", "threads", "keep_every_epoch")
 
     # Preset fields that decide what a pre-training is: another folder's pre-trainings are reused
     # (`pretrained`) only when these agree, e.g. to try another fine-tuning recipe on them.
@@ -386,11 +389,10 @@ class Runner:
         return load_config(command, base=base)
 
     def pretrain(self, arm: Arm, seed: int) -> dict:
-        """Pre-train one arm -> {"checkpoints": {step: path}} at the `curve` points: each fraction is
-        rounded to the nearest epoch end (the last to the last step). Only those checkpoints are
-        kept (and, while it trains, the newest two for resuming): one per epoch filled the disk
-        (5.7 GB for the demo). A new curve point on a finished pre-training therefore asks for it
-        to be run again (a one-line error naming the record to delete)."""
+        """Pre-train one arm, keeping every epoch's checkpoint (or, with `keep_every_epoch` off, only
+        the curve's). -> {"checkpoints": {step: path}} at the `curve` points: each fraction is
+        rounded to the nearest epoch end (the last to the last step), so a new curve reuses a
+        finished pre-training."""
         from mgm.checkpoint import checkpoint_path, list_checkpoints
 
         key = f"pretrain/{arm.name}/s{seed}"
@@ -420,13 +422,13 @@ class Runner:
                                  "mask_params": dict(arm.params), "batch_size": p.pretrain_batch},
                            optim={"epochs": epochs, "max_steps": p.pretrain_steps,
                                   "base_lr": p.pretrain_lr, "warmup_epochs": 0.1 * epochs},
-                           # only the curve's checkpoints and the newest two (resume) are kept:
-                           # one per epoch filled the disk (5.7 GB for the demo alone)
-                           run={"ckpt_every": 0, "keep_ckpts": 2, "keep_steps": steps, "resume": "auto"})
+                           # without every epoch: the curve's checkpoints and the newest two (resume)
+                           run={"ckpt_every": 0, "keep_ckpts": 10 ** 6 if p.keep_every_epoch else 2,
+                                "keep_steps": steps, "resume": "auto"})
         t = time.perf_counter()
         out = run_training("pretrain", cfg)
-        for path in list_checkpoints(run_dir):  # finished: only the curve's checkpoints are used
-            if str(path) not in ckpts.values():
+        for path in [] if p.keep_every_epoch else list_checkpoints(run_dir):
+            if str(path) not in ckpts.values():  # finished: only the curve's are used
                 path.unlink()
         missing = [c for c in ckpts.values() if not os.path.exists(c)]
         if missing:

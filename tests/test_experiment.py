@@ -468,3 +468,22 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     with pytest.raises(MGMError, match=r"recipe.json: not a readable recipe"):
         Runner(tmp_path / "other", smoke, pretrained=src)
     assert not (tmp_path / "other").exists()  # refused before anything was made
+
+
+@pytest.mark.slow
+def test_a_preset_without_every_epoch_keeps_only_curve_checkpoints(tmp_path):
+    """The demo's preset keeps only the checkpoints its curve fine-tunes (one per epoch came to
+    5.7 GB in runs/demo); the others keep every epoch end, so a new curve point reuses them."""
+    from dataclasses import replace
+
+    from mgm.checkpoint import list_checkpoints
+    from mgm.experiment import Runner
+
+    assert PRESETS["demo"].keep_every_epoch is False and PRESETS["small"].keep_every_epoch
+    preset = replace(PRESETS["smoke"], arms=(Arm("tube", 0.75),), seeds=(0,), label_fractions=(1.0,),
+                     curve_labels=1.0, probe=False, transfer=False, scratch=False, keep_every_epoch=False)
+    runner = Runner(tmp_path, preset, verbose=False)
+    runner.run()
+    kept = [p.name for p in list_checkpoints(tmp_path / "runs" / "pretrain-tube-0.75-s0")]
+    assert kept == ["ckpt-00000006.pt", "ckpt-00000012.pt"]  # the curve's 0.5 and 1.0 only
+    assert runner.run()["markdown"]  # finished: the kept checkpoints satisfy the resume check
