@@ -8,6 +8,7 @@ gloo on CPU.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -61,12 +62,34 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
+        _import_group_default_modules()
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
+def _import_group_default_modules() -> None:
+    """Import, before the process group exists, the torch modules whose functions take the default
+    group as a default argument (`def gather(..., group=group.WORLD)` in torch.distributed.nn).
+
+    Such a default is evaluated once, at import. DistributedDataParallel's constructor imports
+    torch._dynamo, which imports torch.distributed.nn: imported then, ten function defaults hold the
+    live default group for good, destroy_process_group cannot free it, and its gloo worker threads
+    outlive cleanup(). At interpreter exit a worker still releasing the tensors of the last
+    collective (evaluation's all_gather_object) then needs the GIL while Python finalizes: the
+    thread is unwound through a C++ destructor and the process aborts ("terminate called without an
+    active exception", SIGABRT). Imported first, those defaults are None.
+    """
+    try:
+        import torch.distributed.nn  # noqa: F401
+    except Exception:  # a workaround: never the reason a run fails
+        pass
+
+
 def cleanup() -> None:
+    """Leave and free the process group. On return no collective of ours is in flight and its
+    worker threads are joined: nothing of it may still run while the interpreter shuts down."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # a DDP wrapper caught in a reference cycle would still hold the group
         dist.destroy_process_group()
 
 
