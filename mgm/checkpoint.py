@@ -9,6 +9,7 @@ step, epoch, batches_done (data-loader position inside the epoch), config (plain
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 from pathlib import Path
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 
 from mgm.errors import MGMError
-from mgm.files import atomic_write
+from mgm.files import atomic_path, atomic_write
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+LAST, BEST = "last.pt", "best.pt"  # in every run dir: the newest checkpoint, the best evaluated one
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -80,13 +82,43 @@ def last_good_checkpoint(run_dir: str | Path, warn=None) -> tuple[Path, dict] | 
     return None, None
 
 
+def link_as(path: str | Path, name: str) -> Path:
+    """Make run_dir/name (last.pt, best.pt) the checkpoint `path`, atomically. A hard link: no extra
+    space, and it keeps its checkpoint when pruning deletes the ckpt-*.pt name (best.pt is often an
+    old one); a copy where the file system has no hard links."""
+    import shutil
+
+    path = Path(path)
+    target = path.parent / name
+    with atomic_path(target) as tmp:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+    return target
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory standing for its last.pt (else its newest ckpt-*.pt)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / LAST).is_file():
+        return path / LAST
+    newest = latest_checkpoint(path)
+    if newest is None:
+        raise MGMError(f"{path}: a folder without checkpoints (no {LAST}, no ckpt-*.pt)")
+    return newest
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """torch.load(weights_only=True): tensors and plain containers only, no code execution.
+    `path` may be a run directory: its last.pt (see `resolve`).
 
     argparse.Namespace is allowed too (MCG-NJU VideoMAE checkpoints store their arguments in one;
     it only holds attributes). A .safetensors file loads as a bare state dict.
     """
-    path = Path(path)
+    path = resolve(path)
     if not path.is_file():
         raise MGMError(f"{path}: checkpoint not found")
     try:

@@ -179,7 +179,8 @@ def evaluate(predict: Callable, model: torch.nn.Module, loader, *, device: torch
     [B, V, C, T, H, W] (V views per item); views of one video may also arrive as separate items
     sharing batch["index"]. Either way the video's prediction is the mean of its views' softmax.
     Distributed: each rank evaluates its shard, rank results are merged by video index.
-    Returns top1, top5 (in %), loss (NLL of the averaged probabilities), videos, views.
+    Returns top1, top5 (in %; None with 5 classes or fewer), loss (NLL of the averaged
+    probabilities), videos, views.
     """
     model.eval()
     sums: dict[int, list] = {}  # video index -> [prob sum [K], views, label]
@@ -218,7 +219,9 @@ def evaluate(predict: Callable, model: torch.nn.Module, loader, *, device: torch
     labels = torch.tensor([merged[k][2] for k in keys])
     correct = topk_correct(probs, labels)
     nll = -probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()
-    return {"top1": 100.0 * correct[1] / len(keys), "top5": 100.0 * correct[5] / len(keys),
+    # top-5 of 5 classes or fewer is 100% whatever the model does: not reported
+    return {"top1": 100.0 * correct[1] / len(keys),
+            "top5": 100.0 * correct[5] / len(keys) if probs.shape[1] > 5 else None,
             "loss": float(nll), "videos": len(keys), "views": sum(merged[k][1] for k in keys)}
 
 

@@ -1,5 +1,8 @@
 """User-facing errors: the CLI prints them as one line (no traceback) and exits non-zero."""
 
+import contextlib
+import warnings
+
 
 class MGMError(Exception):
     """An error caused by the user's input or environment, with a message fit to print as is."""
@@ -12,3 +15,15 @@ class VideoError(MGMError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+@contextlib.contextmanager
+def warnings_about(subject: str):
+    """Re-issue the warnings raised inside the block with `subject` in front ("clip.mp4 (frames from
+    12): ..."): code that warns without knowing the file (a mask strategy) still names it for the
+    user, who cannot act on a Python source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        warnings.warn(w.category(f"{subject}: {w.message}"), stacklevel=3)

@@ -24,7 +24,7 @@ from mgm.errors import MGMError
 from mgm.files import make_parent, os_error, stale_temps
 
 LOCK = ".lock"
-RUN_FILES = ("log.jsonl", "bad_videos_train.jsonl", "bad_videos_val.jsonl")  # besides the checkpoints: what marks a directory as holding a run
+RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "bad_videos_train.jsonl", "bad_videos_val.jsonl")  # besides the checkpoints: what marks a directory as holding a run
 RUN_DIRS = ("tb",)
 
 

@@ -1,4 +1,5 @@
-"""Per-run log: one JSON object per line in runs/<name>/log.jsonl (rank 0), TensorBoard if installed."""
+"""Per-run log: one JSON object per line in runs/<name>/log.jsonl (rank 0), and the same scalars
+as TensorBoard events in runs/<name>/tb when TensorBoard is installed (one line says so when not)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ class RunLog:
     is so that `pandas.read_json(path, lines=True)` or a 3-line script can plot a run.
     Inactive (no files, no output) on ranks other than 0."""
 
-    def __init__(self, run_dir: str | Path, active: bool = True, tensorboard: bool = True):
+    def __init__(self, run_dir: str | Path, active: bool = True, tensorboard: bool = True, name: str = ""):
         self.active = active
         self.path = Path(run_dir) / "log.jsonl"
         self._tb = None
@@ -20,12 +21,14 @@ class RunLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if tensorboard:
-            try:  # optional: only if the user has it installed
+            try:  # optional (`./run setup` installs it): the same scalars, for TensorBoard users
                 from torch.utils.tensorboard import SummaryWriter
-
+            except ImportError:
+                print(f"[{name or Path(run_dir).name}] TensorBoard is not installed, so the scalars are in "
+                      f"{self.path} only; `pip install tensorboard` (or ./run setup) adds {Path(run_dir) / 'tb'}",
+                      flush=True)
+            else:
                 self._tb = SummaryWriter(str(Path(run_dir) / "tb"))
-            except Exception:
-                self._tb = None
 
     def write(self, event: str, **fields) -> None:
         if not self.active:
@@ -41,6 +44,7 @@ class RunLog:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
 
 
 def read_log(path: str | Path) -> list[dict]:

@@ -23,7 +23,7 @@ from mgm import rundir
 from mgm.engine import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
 from mgm.errors import MGMError
 from mgm.optim import CosineSchedule, build_optimizer, scaled_lr
-from mgm.runlog import RunLog
+from mgm.runlog import RunLog, read_log
 from mgm.stopping import StopRequest
 from mgm.train_config import TrainConfig
 
@@ -111,7 +111,7 @@ def _restore(path: Path, state: dict, cfg: TrainConfig, info: D.DistInfo, model,
                  f"RNG streams reseeded")
     for line in _config_diff(state.get("config", {}), cfg.to_dict()):
         D.print0(f"[{cfg.run.name}] config changed since the checkpoint: {line}")
-    D.print0(f"[{cfg.run.name}] resumed from {path} at step {step} (epoch {epoch}, "
+    D.print0(f"[{cfg.run.name}] resumed from {path} at step {step} (epoch {epoch + 1}/{cfg.optim.epochs}, "
              f"{batches_done} batches into it)")
     return step, epoch, batches_done
 
@@ -159,17 +159,21 @@ def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo 
     """
     info = info or D.init_distributed(cfg.run.device)
     held = _claim_run_dir(cfg, info)
+    log = None
     try:
+        log = RunLog(cfg.run_dir, active=info.is_main, name=cfg.run.name)
         with StopRequest() as stop:
-            return _fit(cfg, task, train_set, val_set, info, stop)
+            return _fit(cfg, task, train_set, val_set, info, stop, log)
     finally:
+        if log is not None:
+            log.close()  # also on an error: TensorBoard's writer thread must not outlive the run
         if held is not None:
             held.release()
 
 
-def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, stop: StopRequest) -> dict:
+def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, stop: StopRequest,
+         log: RunLog) -> dict:
     run_dir = cfg.run_dir
-    log = RunLog(run_dir, active=info.is_main)
     model = task.model.to(info.device)
     precision = resolve_precision(cfg.run.precision, info.device)
     scaler = make_scaler(info.device, precision)
@@ -188,10 +192,12 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
     schedule = CosineSchedule(optimizer, lr, total_steps, round(o.warmup_epochs * steps_per_epoch), o.min_lr)
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    dropped = len(train_set) - steps_per_epoch * effective_batch  # drop_last: whole batches only
     D.print0(f"[{cfg.run.name}] {task.name}: base lr {o.base_lr:.3g} x effective batch {effective_batch} "
              f"({cfg.data.batch_size} x {o.accum_steps} accum x {info.world_size} procs) / 256 "
-             f"= lr {lr:.3g}; {steps_per_epoch} steps/epoch, {last_step} steps; "
-             f"{n_train / 1e6:.2f}M of {n_params / 1e6:.2f}M params trained; {precision} on {info.device}")
+             f"= lr {lr:.3g}; {steps_per_epoch} steps/epoch"
+             f"{f' ({dropped} of {len(train_set)} clips left out of each epoch)' if dropped else ''}, "
+             f"{last_step} steps; {count(n_train)} of {count(n_params)} params trained; {precision} on {info.device}")
     _warn_lr(cfg, task, lr, effective_batch)
 
     step, epoch, batches_done = 0, 0, 0
@@ -199,7 +205,7 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
     if resume is not None:
         step, epoch, batches_done = _restore(resume, state, cfg, info, model, optimizer, schedule, scaler)
         del state
-        log.write("resume", step=step, epoch=epoch, path=str(resume))
+        log.write("resume", step=step, epoch=epoch + 1, path=str(resume))
     else:
         # Training randomness (drop path, mixup) differs per rank; initialisation did not.
         seed_everything(cfg.run.seed * 1000 + 1 + info.rank)
@@ -213,6 +219,7 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
     net = D.wrap_ddp(model, info)
     loader, sampler = make_loader(train_set, cfg, info, train=True)
     last_ckpt = [resume]
+    best = [best_top1(run_dir) if resume is not None else float("-inf")]  # best eval so far (best.pt)
 
     def save(step_: int, epoch_: int, batches_: int) -> None:
         rngs = D.all_gather_objects(C.capture_rng())  # every rank's stream, for exact resume
@@ -225,6 +232,7 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
                      "rng": rngs, "task": task.name, "world_size": info.world_size}
             try:
                 last_ckpt[0] = C.save_checkpoint(C.checkpoint_path(run_dir, step_), state)
+                C.link_as(last_ckpt[0], C.LAST)
             except MGMError as e:
                 log.write("error", step=step_, epoch=epoch_, message=str(e))
                 raise MGMError(f"{e}; the previous checkpoint {last_ckpt[0] or '(none)'} is intact") from None
@@ -246,10 +254,11 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
         epoch_start_step = step - batches_done // o.accum_steps
+        shown = epoch + 1  # epochs are numbered from 1 wherever a user reads them (logs included)
 
         def on_step(global_step: int, metrics: dict) -> None:
             if info.is_main and (global_step % max(1, cfg.run.log_every) == 0 or global_step == last_step):
-                log.write("step", step=global_step, epoch=epoch, **metrics,
+                log.write("step", step=global_step, epoch=shown, **metrics,
                           clips_per_s=effective_batch / max(metrics["step_time"], 1e-9))
             if cfg.run.ckpt_every > 0 and global_step % cfg.run.ckpt_every == 0:
                 done = (global_step - epoch_start_step) * o.accum_steps
@@ -260,29 +269,26 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
             stats = train_one_epoch(net, task.loss, loader, optimizer, schedule, device=info.device,
                                     steps=steps_left, precision=precision, scaler=scaler,
                                     accum_steps=o.accum_steps, clip_grad=o.clip_grad, step_offset=step,
-                                    on_step=on_step, desc=f"{task.name} epoch {epoch}",
+                                    on_step=on_step, desc=f"{task.name} epoch {shown}/{o.epochs}",
                                     progress=cfg.run.progress, stop=stop)
         except NonFiniteLossError as e:
             good = C.last_good_checkpoint(run_dir)[0] if info.is_main else None
             where = (f"the last good checkpoint (finite weights) is {good}: lower optim.base_lr (or set "
                      f"optim.clip_grad) and continue from it with --resume {good}") if good else \
                 f"no checkpoint with finite weights in {run_dir}"
-            log.write("error", step=step, epoch=epoch, message=str(e), last_checkpoint=str(good))
-            log.close()
+            log.write("error", step=step, epoch=shown, message=str(e), last_checkpoint=str(good))
             raise NonFiniteLossError(f"{e}; {where}") from None
         except MGMError as e:
-            log.write("error", step=step, epoch=epoch, message=str(e),
+            log.write("error", step=step, epoch=shown, message=str(e),
                       last_checkpoint=str(C.latest_checkpoint(run_dir)) if info.is_main else None)
-            log.close()
             raise
-        _log_bad_videos(log, train_set, epoch, step)
+        _log_bad_videos(log, train_set, epoch, shown, step)
         step += stats["steps"]
         mean_loss = stats["loss"]
         finished_epoch = step - epoch_start_step == steps_per_epoch
-        # "epoch" in step / epoch records is the 0-based epoch the steps belong to
-        log.write("epoch", step=step, epoch=epoch, complete=finished_epoch, loss=mean_loss,
+        log.write("epoch", step=step, epoch=shown, complete=finished_epoch, loss=mean_loss,
                   elapsed=round(time.perf_counter() - t_start, 3))
-        D.print0(f"[{cfg.run.name}] step {step}/{last_step}, epoch {epoch + 1}/{o.epochs}"
+        D.print0(f"[{cfg.run.name}] step {step}/{last_step}, epoch {shown}/{o.epochs}"
                  f"{'' if finished_epoch else ' (stopped inside it)'}: mean loss {mean_loss:.4f}")
         if finished_epoch:
             epoch, batches_done = epoch + 1, 0
@@ -296,15 +302,16 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
         if val_set is not None and task.predict is not None and (
                 last or (cfg.run.eval_every > 0 and finished_epoch and epoch % cfg.run.eval_every == 0)):
             result_eval = run_evaluation(task, model, val_set, cfg, info, precision)
-            log.write("eval", step=step, epoch=epoch, **result_eval)
-            D.print0(f"[{cfg.run.name}] eval at step {step}: top-1 {result_eval['top1']:.2f}% "
-                     f"top-5 {result_eval['top5']:.2f}% over {result_eval['videos']} videos "
-                     f"({result_eval['views']} views)")
+            log.write("eval", step=step, epoch=shown, **result_eval)
+            D.print0(f"[{cfg.run.name}] eval at step {step} (epoch {shown}/{o.epochs}): "
+                     f"{format_scores(result_eval)}")
+            if info.is_main and result_eval["top1"] > best[0]:
+                best[0] = result_eval["top1"]
+                C.link_as(last_ckpt[0], C.BEST)  # the checkpoint just saved is the one evaluated
     if stopped:
         log.write("stopped", step=step, epoch=epoch, signal=stopped, checkpoint=str(last_ckpt[0]))
         D.print0(f"[{cfg.run.name}] {stopped} received: stopped at step {step} of {last_step} with "
                  f"checkpoint {last_ckpt[0]}; continue with --resume auto")
-    log.close()
     return {"step": step, "epoch": epoch, "loss": mean_loss, "eval": result_eval,
             "checkpoint": str(last_ckpt[0]) if last_ckpt[0] else None, "stopped": stopped}
 
@@ -314,13 +321,39 @@ def _signal_name(stop: StopRequest) -> str:
     return next((s for s in D.all_gather_objects(stop.signal) if s), "SIGTERM")
 
 
-def _log_bad_videos(log: RunLog, dataset, epoch: int, step: int) -> None:
+def _log_bad_videos(log: RunLog, dataset, epoch: int, shown: int, step: int) -> None:
     """Bad videos skipped during the epoch (data.bad_videos=skip) go to log.jsonl as well."""
     if getattr(dataset, "bad_videos", None) != "skip" or not hasattr(dataset, "epoch_summary"):
         return
     summary = dataset.epoch_summary(epoch)
     if summary["bad"]:
-        log.write("bad_videos", step=step, epoch=epoch, count=summary["bad"], videos=summary["videos"])
+        log.write("bad_videos", step=step, epoch=shown, count=summary["bad"], videos=summary["videos"])
+
+
+def count(n: int) -> str:
+    """A parameter count a reader can compare: 1,536 / 52.1K / 0.99M / 86.2M."""
+    if n < 10_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}K"
+    return f"{n / 1e6:.2f}M"
+
+
+def format_scores(metrics: dict) -> str:
+    """'top-1 41.67% top-5 83.33% over 12 videos (12 views)'; top-5 only where it means something
+    (more than 5 classes: with 3 it is always 100%)."""
+    top5 = f" top-5 {metrics['top5']:.2f}%" if metrics.get("top5") is not None else ""
+    return (f"top-1 {metrics['top1']:.2f}%{top5} over {metrics['videos']} videos "
+            f"({metrics['views']} views)")
+
+
+def best_top1(run_dir: Path) -> float:
+    """The best evaluation top-1 a run logged so far (-inf if none): a resumed run keeps best.pt."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.exists():
+        return float("-inf")
+    scores = [r["top1"] for r in read_log(path) if r.get("event") == "eval" and r.get("top1") is not None]
+    return max(scores, default=float("-inf"))
 
 
 def run_evaluation(task: Task, model, dataset, cfg: TrainConfig, info: D.DistInfo, precision: str) -> dict:

@@ -44,10 +44,15 @@ def test_show_with_checkpoint_adds_a_row_and_checks_geometry(pretrained, square_
     h_without = Image.open(tmp_path / "a.png").height
     h_with = Image.open(tmp_path / "b.png").height
     assert h_with > h_without + 30  # one more row of 32-px tiles
-    # Another geometry than the checkpoint's: one line saying which flags to pass.
+    # No geometry flags: the checkpoint's geometry (4 frames of 32 px), the same picture as b.png.
+    assert main(["show", path, "--strategy", "tube", "--stride", "2", "--checkpoint", pretrained,
+                 "--out", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "d.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    # Another geometry than the checkpoint's: one line saying which flags it was trained with.
     assert main(["show", path, "--size", "64", "--num-frames", "4", "--checkpoint", pretrained,
                  "--out", str(tmp_path / "c.png")]) == 1
     with pytest.raises(MGMError, match="--size 32"):
         from mgm.commands.show import reconstruction_tiles
         from mgm.config import Geometry
-        reconstruction_tiles(pretrained, Geometry(num_frames=4, size=64), None, None)
+        from mgm.reconstruct import load_pretrained
+        reconstruction_tiles(pretrained, load_pretrained(pretrained)[0], Geometry(num_frames=4, size=64), None, None)

@@ -27,7 +27,7 @@ def run(args):
     from mgm.files import write_text
     from mgm.tasks import restore_classifier
     from mgm.train_data import build_dataset
-    from mgm.trainer import run_evaluation, setup
+    from mgm.trainer import format_scores, run_evaluation, setup
 
     cfg, task = restore_classifier(args.checkpoint, args.config, args.overrides)
     info = setup(cfg)
@@ -40,7 +40,6 @@ def run(args):
     finally:
         D.cleanup()
     if info.is_main:
-        print(f"{args.checkpoint}: top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
-              f"loss {metrics['loss']:.4f}  ({metrics['videos']} videos, {metrics['views']} views)")
+        print(f"{args.checkpoint}: {format_scores(metrics)}, loss {metrics['loss']:.4f}")
         if args.out:
             write_text(args.out, json.dumps({"checkpoint": args.checkpoint, **metrics}, indent=2) + "\n")

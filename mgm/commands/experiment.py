@@ -17,7 +17,8 @@ Another fine-tuning recipe on finished pre-trainings: a new --out with --pretrai
   mgm experiment masking --preset small --pooling mean --out runs/small_mean --pretrained runs/small
 
 Resumable: every finished run is stored in OUT/results/ and skipped next time; run the same
-command again to continue. Writes OUT/results.md (tables), OUT/summary.json, OUT/curve.png.
+command again to continue. Writes OUT/results.md (tables), OUT/summary.json and, with more than one
+curve point, OUT/curve.png.
 """
 
 NAME = "experiment"

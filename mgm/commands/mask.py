@@ -47,13 +47,14 @@ def add_sampling_arguments(p) -> None:
     p.add_argument("--strategy", default="mgm", choices=_LazyStrategies(), metavar="S",
                    help="one of: %(choices)s (default %(default)s)")
     p.add_argument("--ratio", type=float, default=0.75, help="masking ratio in [0, 1) (default 0.75)")
-    p.add_argument("--num-frames", type=int, default=d.num_frames, help=f"frames per clip (default {d.num_frames})")
+    # Geometry flags default to None: `show --checkpoint` then takes the checkpoint's geometry.
+    p.add_argument("--num-frames", type=int, help=f"frames per clip (default {d.num_frames})")
     p.add_argument("--stride", type=int, default=4, help="sampling stride in decoded frames (default 4)")
-    p.add_argument("--size", type=int, default=d.size, help=f"frames resized (no crop) to size x size (default {d.size})")
+    p.add_argument("--size", type=int, help=f"frames resized (no crop) to size x size (default {d.size})")
     p.add_argument("--start", type=int, default=0, help="first sampled frame (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the mask (default 0)")
-    p.add_argument("--tubelet", type=int, default=d.tubelet, help=f"frames per token (default {d.tubelet})")
-    p.add_argument("--patch", type=int, default=d.patch, help=f"pixels per token side (default {d.patch})")
+    p.add_argument("--tubelet", type=int, help=f"frames per token (default {d.tubelet})")
+    p.add_argument("--patch", type=int, help=f"pixels per token side (default {d.patch})")
     g = p.add_argument_group("strategy constants (defaults: the strategy's own, see mgm.masking)")
     g.add_argument("--sigma", type=float, help="mgm: Gaussian width around the motion centre, in patches")
     g.add_argument("--focus", type=float, help="mgm: share of the masked patches placed by the Gaussian (1 = all)")
@@ -70,8 +71,18 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no summary line")
 
 
-def geometry_of(args) -> Geometry:
+GEOMETRY_FLAGS = ("num_frames", "size", "tubelet", "patch")
+
+
+def geometry_of(args, base: Geometry | None = None) -> Geometry:
+    """The clip geometry of the flags; a flag not given takes `base`'s value (a checkpoint's), else
+    the default Geometry's. Fills the flags in `args` too."""
     from mgm.errors import MGMError
+
+    base = base or Geometry()
+    for name in GEOMETRY_FLAGS:
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(base, name))
 
     if args.num_frames <= 0 or args.size <= 0 or args.tubelet <= 0 or args.patch <= 0:
         raise MGMError("--num-frames, --size, --tubelet and --patch must be positive")

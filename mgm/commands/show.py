@@ -24,8 +24,8 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="output FILE.png (montage) or FILE.gif (animation)")
     p.add_argument("--ms", type=int, default=250, help="GIF: milliseconds per frame (default 250)")
     p.add_argument("--checkpoint", default=None,
-                   help="PNG: a `mgm pretrain` checkpoint; adds its reconstruction of the masked clip "
-                        "(the clip geometry must be the one it was trained on)")
+                   help="PNG: a `mgm pretrain` checkpoint (or its run folder); adds its reconstruction of "
+                        "the masked clip, in the geometry it was trained on (no need to repeat the flags)")
 
 
 def run(args):
@@ -41,6 +41,13 @@ def run(args):
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in (".png", ".gif"):
         raise MGMError(f"{args.out}: --out must end in .png or .gif")
+    model = None
+    if args.checkpoint:
+        from mgm.commands.mask import geometry_of
+        from mgm.reconstruct import load_pretrained
+
+        model, trained = load_pretrained(args.checkpoint)
+        geometry_of(args, trained)  # flags not given take the checkpoint's geometry
     geometry, frames, motion, mask = make_mask(args, NAME)
     size, tubelet, patch = geometry.size, geometry.tubelet, geometry.patch
     frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in frames])
@@ -58,7 +65,7 @@ def run(args):
         labels = [f"t={args.start + args.stride * (s * tubelet + tubelet - 1)}" for s in range(len(mask_tiles))]
         rows, row_labels = [motion_tiles, mask_tiles], ["motion", "mask"]
         if args.checkpoint:
-            rows.append(reconstruction_tiles(args.checkpoint, geometry, frames, mask, scale=k))
+            rows.append(reconstruction_tiles(args.checkpoint, model, geometry, frames, mask, scale=k))
             row_labels.append("recon.")
         image = viz.montage(rows, row_labels, labels, title)
         save = lambda path: viz.save_png(path, image)  # noqa: E731
@@ -74,18 +81,18 @@ def run(args):
     print(f"{args.out}: {args.strategy} mask of {name}", file=sys.stderr)
 
 
-def reconstruction_tiles(checkpoint, geometry, frames, mask, scale: int = 1):
+def reconstruction_tiles(checkpoint, model, geometry, frames, mask, scale: int = 1):
     """The checkpoint's reconstruction of the masked clip: T' tiles (each slot's last frame,
     `scale` times the clip size)."""
     from mgm import viz
     from mgm.errors import MGMError
-    from mgm.reconstruct import load_pretrained, reconstruct_frames
+    from mgm.reconstruct import reconstruct_frames
 
-    model, trained = load_pretrained(checkpoint)
-    if trained != geometry:
-        raise MGMError(f"{checkpoint}: trained on {trained.num_frames} frames of {trained.size}x{trained.size}, "
-                       f"tubelet {trained.tubelet}, patch {trained.patch}; pass --num-frames {trained.num_frames} "
-                       f"--size {trained.size} --tubelet {trained.tubelet} --patch {trained.patch}")
+    trained = model.cfg.geometry
+    if trained != geometry:  # a flag overrode the checkpoint's geometry
+        raise MGMError(f"{checkpoint}: trained on --num-frames {trained.num_frames} --size {trained.size} "
+                       f"--tubelet {trained.tubelet} --patch {trained.patch}; leave out the geometry flags to "
+                       f"use those")
     recon = reconstruct_frames(model, frames, mask)
     rows, _ = viz.reconstruction_rows(frames / 255.0, recon, mask, geometry.tubelet, geometry.patch, scale=scale)
     return rows[2]

@@ -37,7 +37,7 @@ from mgm.config import Geometry
 from mgm.data.lists import Sample, read_list
 from mgm.data.sampling import build_sampler
 from mgm.data.transforms import ClipTransform
-from mgm.errors import MGMError, VideoError
+from mgm.errors import MGMError, VideoError, warnings_about
 from mgm.files import append_line
 from mgm.motion import accumulate
 
@@ -177,7 +177,8 @@ class VideoDataset(_Base):
         item = {"video": self.transform.frames(frames, box, hflip)}
         motion = None if dx is None else self.transform.motion(dx, dy, src_hw, box, hflip)
         if self.mask_generator is not None:
-            mask = self.mask_generator(motion if self.mask_generator.needs_motion else None, rng)
+            with warnings_about(f"{sample.path} (clip from frame {int(indices[0])})"):
+                mask = self.mask_generator(motion if self.mask_generator.needs_motion else None, rng)
             item["mask"] = torch.from_numpy(np.ascontiguousarray(mask).reshape(-1))
         if self.return_motion:
             item["motion"] = torch.from_numpy(motion)

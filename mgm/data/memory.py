@@ -17,7 +17,7 @@ import torch
 from mgm import codec
 from mgm.config import Geometry
 from mgm.data.lists import read_list
-from mgm.errors import MGMError
+from mgm.errors import MGMError, warnings_about
 from mgm.files import os_error, temp_name
 from mgm.model import IMAGENET_MEAN, IMAGENET_STD
 from mgm.motion import accumulate, resample_to_grid
@@ -222,7 +222,8 @@ class MemoryClips(torch.utils.data.Dataset):
         motion = self.motion(i, idx) if need_motion else None
         if self.mask_generator is not None:
             mrng = rng if rng is not None else np.random.default_rng([self.seed, i])
-            item["mask"] = torch.from_numpy(self.mask_generator(motion, mrng).reshape(-1))
+            with warnings_about(f"{self.split.paths[i]} (clip from frame {int(idx[0])})"):
+                item["mask"] = torch.from_numpy(self.mask_generator(motion, mrng).reshape(-1))
         if self.return_motion:
             item["motion"] = torch.from_numpy(motion)
         return item
