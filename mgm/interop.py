@@ -1,8 +1,15 @@
-"""Checkpoint interoperability: MCG-NJU VideoMAE and Hugging Face transformers VideoMAE <-> ours.
+"""Checkpoint interoperability: MCG-NJU VideoMAE, VideoMAE V2 and Hugging Face transformers <-> ours.
 
-Our parameter names are MCG-NJU's, so their pre-training checkpoints load as they are and their
-fine-tuning checkpoints only gain an `encoder.` prefix. transformers splits the fused qkv into
-query/key/value and renames every module; `from_hf` / `to_hf` translate both ways.
+Layouts read (`to_ours`):
+- ours, and MCG-NJU / VideoMAE V2 pre-training files: `encoder.blocks.N.attn.qkv.weight`,
+  `encoder.blocks.N.attn.q_bias` / `v_bias`, `encoder.patch_embed.proj.*`, `decoder.*`, ...;
+- MCG-NJU / V2 fine-tuning files (V2's distilled ViT-S/B, its fine-tuned ViT-g/14): the same
+  without `encoder.`, plus `fc_norm.*` / `head.*`;
+- transformers: q/k/v split into `videomae.encoder.layer.N.attention.attention.{query,key,value}`,
+  with the q/v biases either as `query.bias` / `value.bias` (transformers >= 5) or as
+  `q_bias` / `v_bias` (transformers 4, the layout of the hub's MCG-NJU/videomae-* files).
+Files may wrap the state dict in `model` / `module` / `state_dict` and prefix `module.` /
+`_orig_mod.`. `from_hf` / `to_hf` translate transformers names both ways.
 
 Known differences (not weights, so not translated): transformers' LayerNorm eps is
 `config.layer_norm_eps` (1e-12 by default) in the blocks and 1e-5 in `decoder.norm` and `fc_norm`,
@@ -38,6 +45,11 @@ _HF_TOP = {
 }
 _HF_STACKS = {"videomae.encoder.layer.": "encoder.blocks.", "decoder.decoder_layers.": "decoder.blocks."}
 _QKV = "attention.attention."
+# transformers 4 kept VideoMAE's biases as parameters of the self-attention module; 5 moved them
+# into the query / value Linear layers. Same tensors, so both names map to ours.
+_HF_V4_BIAS = {"q_bias": "query.bias", "v_bias": "value.bias"}
+_LAYOUT_NAMES = {"hf": "transformers", "hf-bare": "transformers (bare VideoMAEModel)",
+                 "videomae-finetune": "MCG-NJU / VideoMAE V2 fine-tuning", "ours": "ours / MCG-NJU pre-training"}
 
 
 def unwrap(checkpoint: dict) -> dict[str, Tensor]:
@@ -69,6 +81,26 @@ def detect(state_dict: dict[str, Tensor]) -> str:
     return "ours"
 
 
+def layout_name(checkpoint: dict) -> str:
+    """Human name of a checkpoint's layout, for messages."""
+    return _LAYOUT_NAMES[detect(unwrap(checkpoint))]
+
+
+def stored_geometry(checkpoint: dict):
+    """The clip Geometry a checkpoint of ours was trained at (its `config` dict's data section),
+    or None (a foreign file, or a bare state dict)."""
+    from mgm.config import Geometry
+
+    config = checkpoint.get("config")
+    data = config.get("data") if isinstance(config, dict) else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Geometry(**{k: int(data[k]) for k in ("num_frames", "size", "tubelet", "patch")})
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def to_ours(checkpoint: dict) -> dict[str, Tensor]:
     """Any supported checkpoint (dict or wrapped) -> a state dict with our names."""
     sd = unwrap(checkpoint)
@@ -92,28 +124,45 @@ def _hf_block_to_ours(rest: str) -> str:
 
 
 def from_hf(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """transformers VideoMAE (ForPreTraining / ForVideoClassification / Model) -> ours."""
+    """transformers VideoMAE (ForPreTraining / ForVideoClassification / Model; transformers 4 or 5
+    names) -> ours. Raises ValueError naming the first key it cannot place or the first missing
+    part of a split q/k/v."""
     out: dict[str, Tensor] = {}
-    qkv: dict[str, dict[str, Tensor]] = {}
+    qkv: dict[tuple[str, str], dict[str, Tensor]] = {}  # (transformers prefix, our block) -> parts
     for k, v in state_dict.items():
         stack = next((s for s in _HF_STACKS if k.startswith(s)), None)
         if stack is not None:
             i, rest = k[len(stack):].split(".", 1)
             block = f"{_HF_STACKS[stack]}{i}."
             if rest.startswith(_QKV):
-                qkv.setdefault(block, {})[rest[len(_QKV):]] = v
+                name = rest[len(_QKV):]
+                qkv.setdefault((f"{stack}{i}.{_QKV}", block), {})[_HF_V4_BIAS.get(name, name)] = v
             else:
-                out[block + _hf_block_to_ours(rest)] = v
+                try:
+                    out[block + _hf_block_to_ours(rest)] = v
+                except KeyError:
+                    raise ValueError(f"unexpected transformers VideoMAE key {k!r}") from None
             continue
         top = next((p for p in _HF_TOP if k.startswith(p)), None)
         if top is None:
-            raise KeyError(f"unexpected transformers VideoMAE key {k!r}")
+            raise ValueError(f"unexpected transformers VideoMAE key {k!r}")
         out[_HF_TOP[top] + k[len(top):]] = v
-    for block, p in qkv.items():
-        out[block + "attn.qkv.weight"] = torch.cat([p["query.weight"], p["key.weight"], p["value.weight"]])
-        if "query.bias" in p:
-            out[block + "attn.q_bias"] = p["query.bias"]
-            out[block + "attn.v_bias"] = p["value.bias"]
+    for (hf, block), p in qkv.items():
+        # A key bias adds q . b_k to all logits of a query alike, which softmax cancels: VideoMAE
+        # has none, and transformers versions that store one keep it at zero. Dropping it is exact.
+        p.pop("key.bias", None)
+        names = ("query.weight", "key.weight", "value.weight")
+        lacking = [n for n in names if n not in p]
+        if lacking:
+            raise ValueError(f"transformers checkpoint lacks {hf + lacking[0]!r}")
+        out[block + "attn.qkv.weight"] = torch.cat([p.pop(n) for n in names])
+        # Biases are copied as found; one the model needs but the file lacks is reported by the
+        # loader, never left at zero.
+        for hf_name, ours in (("query.bias", "attn.q_bias"), ("value.bias", "attn.v_bias")):
+            if hf_name in p:
+                out[block + ours] = p.pop(hf_name)
+        if p:
+            raise ValueError(f"unexpected transformers VideoMAE key {hf + sorted(p)[0]!r}")
     if "encoder_to_decoder.weight" in out and "encoder.norm.weight" not in out:
         raise ValueError("transformers pre-training checkpoint without a final encoder norm "
                          "(config.use_mean_pooling=True): VideoMAE's pre-training encoder always has one")
@@ -210,6 +259,9 @@ def to_transformers(model):
     sd = to_hf(model.state_dict())
     if not pretrain and model.cfg.num_classes == 0:  # transformers always has a classifier
         sd.update({f"classifier.{k}": v for k, v in hf.classifier.state_dict().items()})
+    for k, v in hf.state_dict().items():  # some transformers 5 releases give the key a bias:
+        if k.endswith(_QKV + "key.bias") and k not in sd:  # zero is VideoMAE's (see from_hf)
+            sd[k] = torch.zeros_like(v)
     hf.load_state_dict(sd, strict=True)
     for name, module in hf.named_modules():
         if name in ("decoder.norm", "fc_norm"):

@@ -92,7 +92,8 @@ class ModelConfig:
         return asdict(self)
 
 
-# Widths as in VideoMAE (ViT-S/B/L with their pre-training decoders); "tiny" and "micro" are for
+# Widths as in VideoMAE (ViT-S/B/L with their pre-training decoders; "giant" is VideoMAE V2's
+# ViT-g/14: patch 14, 16 heads of 88, MLP 6144 wide); "tiny" and "micro" are for
 # CPU experiments ("micro": ~0.8 M encoder weights, what the long masking experiment affords on 2
 # cores; "nano": 96-d, ~0.6x micro's time per step, what fits the 3-hour `small` experiment).
 PRESETS: dict[str, dict] = {
@@ -107,6 +108,8 @@ PRESETS: dict[str, dict] = {
     "base": dict(embed_dim=768, depth=12, num_heads=12,
                  decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6),
     "large": dict(embed_dim=1024, depth=24, num_heads=16,
+                  decoder_embed_dim=512, decoder_depth=4, decoder_num_heads=8),
+    "giant": dict(patch=14, embed_dim=1408, depth=40, num_heads=16, mlp_ratio=48 / 11,
                   decoder_embed_dim=512, decoder_depth=4, decoder_num_heads=8),
 }
 
@@ -530,48 +533,103 @@ def layer_id(name: str, num_layers: int) -> int:
     return num_layers + 1
 
 
-def _guess_grid(num_tokens: int, new_grid: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Grid of a position table from its size: same frames with a square frame, else same frame size."""
-    t, h, w = new_grid
-    side = math.isqrt(num_tokens // t) if num_tokens % t == 0 else 0
-    if side and side * side * t == num_tokens:
-        return (t, side, side)
+def infer_grid(num_tokens: int, tubelet: int, patch: int,
+               model_grid: tuple[int, int, int]) -> tuple[tuple[int, int, int], str]:
+    """Token grid (T', H', W') of a foreign position table of `num_tokens` rows, and how it was read.
+
+    Foreign files say nothing of their clip shape, so try, in order: VideoMAE's (and V2's) 16-frame
+    clips with square frames (1568 = 8x14x14: 16 frames of 224 px, tubelet 2, patch 16); the
+    model's T' with square frames; the model's H' x W'. Raises ValueError saying what to set.
+    """
+    t, h, w = model_grid
+    tries = [(16 // tubelet, "16-frame clips, as VideoMAE pre-trains")] if 16 % tubelet == 0 else []
+    for slots, why in tries + [(t, "the model's frame count")]:
+        side = math.isqrt(num_tokens // slots)
+        if side * side * slots == num_tokens:
+            return (slots, side, side), f"{slots * tubelet} frames of {side * patch} px, assuming {why}"
     if num_tokens % (h * w) == 0:
-        return (num_tokens // (h * w), h, w)
-    raise ValueError(f"cannot infer the token grid of a {num_tokens}-token position table for grid {new_grid}; "
-                     "pass old_grid")
+        return (num_tokens // (h * w), h, w), f"{num_tokens // (h * w) * tubelet} frames of the model's size"
+    raise ValueError(f"cannot infer the clip shape of a {num_tokens}-token position table (tubelet {tubelet}, "
+                     f"patch {patch}): set data.num_frames and data.size to the checkpoint's "
+                     f"(or pass old_grid to load_encoder_weights)")
+
+
+def _encoder_shape(sd: dict) -> dict:
+    """Width, depth, tubelet and patch of the encoder in a state dict with our names."""
+    w = sd["encoder.patch_embed.proj.weight"]  # Conv3d [D, C, tubelet, patch, patch]
+    if w.dim() != 5:  # e.g. an image ViT's Conv2d
+        raise ValueError(f"patch embedding of shape {tuple(w.shape)} is not a video tubelet embedding (Conv3d)")
+    blocks = {int(k.split(".")[2]) for k in sd if k.startswith("encoder.blocks.")}
+    return dict(width=w.shape[0], depth=max(blocks, default=-1) + 1, tubelet=w.shape[2], patch=w.shape[3])
+
+
+def _check_shape(sd: dict, cfg: ModelConfig) -> None:
+    """One line saying what to set when the checkpoint's encoder is not the model's."""
+    have = _encoder_shape(sd)
+    want = dict(width=cfg.embed_dim, depth=cfg.depth, tubelet=cfg.tubelet, patch=cfg.patch)
+    if have == want:
+        return
+    todo = []
+    if (have["width"], have["depth"]) != (want["width"], want["depth"]):
+        preset = next((n for n, p in PRESETS.items() if (p["embed_dim"], p["depth"]) == (have["width"], have["depth"])),
+                      None)
+        todo.append(f"model.preset={preset}" if preset else "a model preset of that width and depth")
+    todo += [f"data.{k}={have[k]}" for k in ("tubelet", "patch") if have[k] != want[k]]
+    show = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
+    raise ValueError(f"checkpoint encoder has {show(have)}; the model {show(want)}: set {' and '.join(todo)}")
 
 
 def load_encoder_weights(model: nn.Module, state_dict: dict, *, head: bool = False,
-                         old_grid: tuple[int, int, int] | None = None) -> list[str]:
+                         old_grid: tuple[int, int, int] | None = None, say=None) -> list[str]:
     """Load the encoder of a checkpoint into `model` (a VideoMAEClassifier or VideoMAEPretrain).
 
-    `state_dict` may be ours (pre-training or classifier), MCG-NJU VideoMAE's or transformers' (see
-    mgm.interop.to_ours). The decoder is dropped; the encoder's final norm is dropped when the
-    model has none (mean pooling, as VideoMAE fine-tuning does). A position table for another
-    geometry is resampled (grid given by `old_grid` or guessed); a missing one keeps the model's.
-    With `head=True` fc_norm and head are loaded too (a fine-tuned checkpoint, same classes).
-    Returns the names that were in the checkpoint but not loaded. Missing encoder weights raise.
-    """
-    from mgm.interop import to_ours
+    `state_dict` may be in any layout of mgm.interop.to_ours (ours, MCG-NJU, VideoMAE V2,
+    transformers 4 or 5). The decoder is dropped; the encoder's final norm is dropped when the
+    model has none (mean pooling, as VideoMAE fine-tuning does). With `head=True` fc_norm and head
+    are loaded too (a fine-tuned checkpoint, same classes).
 
+    Position table: a missing one keeps the model's sin-cos table (as VideoMAE and transformers
+    do). One laid out on another grid is resampled: `old_grid` is the checkpoint's (T', H', W')
+    (for ours, from its stored config), else it is inferred from the table's length (`infer_grid`).
+    `say(message)` is told what was inferred / resampled.
+
+    Raises ValueError (one line) for any encoder weight the model needs and the checkpoint lacks
+    (never left at its initial value), for encoder weights the model has no place for, and for
+    shape mismatches. Returns the names in the checkpoint that were not loaded.
+    """
+    from mgm.interop import layout_name, to_ours
+
+    say = say or (lambda message: None)
     sd = to_ours(state_dict)
     target = model.state_dict()
-    wanted = {k for k in target if k.startswith("encoder.")}
-    if head:
-        wanted |= {k for k in target if k.startswith(("fc_norm.", "head."))}
-    missing = sorted(k for k in wanted - sd.keys() if k != "encoder.pos_embed")
+    wanted = [k for k in target if k.startswith("encoder.") or (head and k.startswith(("fc_norm.", "head.")))]
+    if "encoder.patch_embed.proj.weight" in sd:  # another model size: say which, not what it lacks
+        _check_shape(sd, model.cfg)
+    missing = [k for k in wanted if k not in sd and k != "encoder.pos_embed"]  # model order: blocks.0 first
     if missing:
-        raise ValueError(f"checkpoint lacks {len(missing)} weights the model needs, e.g. {missing[:4]}")
+        raise ValueError(f"{layout_name(state_dict)} checkpoint lacks {len(missing)} weights the model needs, "
+                         f"first {missing[0]!r}")
+    final_norm = "encoder.norm.weight" in target
+    extra = [k for k in sd if k.startswith("encoder.") and k not in target
+             and (final_norm or not k.startswith("encoder.norm."))]
+    if extra:  # e.g. V2's cosine-attention `attn.scale`: dropping it would change the features
+        raise ValueError(f"checkpoint has {len(extra)} encoder weights this model has no place for, first {extra[0]!r}")
     load = {k: sd[k] for k in wanted if k in sd}
-    pos = load.get("encoder.pos_embed")
-    if pos is not None and pos.shape != target["encoder.pos_embed"].shape:
-        grid = model.encoder.grid
-        if pos.shape[-1] != target["encoder.pos_embed"].shape[-1]:
+    pos, grid = load.get("encoder.pos_embed"), model.encoder.grid
+    if pos is not None and (pos.shape != target["encoder.pos_embed"].shape or (old_grid and tuple(old_grid) != grid)):
+        if pos.shape[-1] != model.cfg.embed_dim:
             raise ValueError(f"position table width {pos.shape[-1]} != model width {model.cfg.embed_dim}")
-        load["encoder.pos_embed"] = interpolate_pos_embed(pos, old_grid or _guess_grid(pos.shape[-2], grid), grid)
+        if old_grid is None:
+            old_grid, how = infer_grid(pos.shape[-2], model.cfg.tubelet, model.cfg.patch, grid)
+            say(f"position table of {pos.shape[-2]} tokens read as grid {old_grid} ({how})")
+        load["encoder.pos_embed"] = interpolate_pos_embed(pos, tuple(old_grid), grid)
+        say(f"position table resampled from grid {tuple(old_grid)} to the model's {grid}")
     for k, v in load.items():
         if v.shape != target[k].shape:
             raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} != model shape {tuple(target[k].shape)}")
+    biases = [v for k, v in load.items() if k.endswith(("attn.q_bias", "attn.v_bias"))]
+    if biases and not any(bool(b.any()) for b in biases):
+        say("warning: every q/v attention bias in the checkpoint is zero (an untrained model, or a file "
+            "re-saved by a transformers version that dropped the hub's q_bias / v_bias)")
     model.load_state_dict(load, strict=False)
     return sorted(sd.keys() - load.keys())

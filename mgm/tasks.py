@@ -35,9 +35,14 @@ def model_config(cfg: TrainConfig, num_classes: int = 0):
 
 
 def state_dict_of(path) -> dict:
-    """The model weights inside a checkpoint file: ours ({"model": ...}), MCG-NJU's ({"model"} or
-    {"module"}) or a bare state dict (e.g. transformers' converted to a .pt)."""
-    state = load_checkpoint(path)
+    """The model weights inside a checkpoint file: ours ({"model": ...}), MCG-NJU's / VideoMAE V2's
+    ({"model"} or {"module"}), a bare state dict (e.g. a hub pytorch_model.bin / .safetensors)."""
+    return _weights_of(load_checkpoint(path), path)
+
+
+def _weights_of(state, path) -> dict:
+    if not isinstance(state, dict):
+        raise MGMError(f"{path}: checkpoint holds a {type(state).__name__}, not a dict of weights")
     for key in ("model", "module", "state_dict"):
         if isinstance(state.get(key), dict):
             state = state[key]
@@ -49,11 +54,19 @@ def state_dict_of(path) -> dict:
 
 
 def init_encoder(model: nn.Module, path: str) -> None:
-    """Load the encoder of checkpoint `path` into model (VideoMAEClassifier); the head stays fresh."""
+    """Load the encoder of checkpoint `path` into model (VideoMAEClassifier); the head stays fresh.
+
+    Any layout of mgm.interop. A checkpoint of ours carries its clip geometry (stored config), so a
+    position table for another frame count / size is resampled from that grid; for foreign files
+    the grid is inferred and reported. Every failure is one MGMError line naming the file."""
+    from mgm.interop import stored_geometry
     from mgm.model import load_encoder_weights
 
+    state = load_checkpoint(path)
+    weights, geometry = _weights_of(state, path), stored_geometry(state)
     try:
-        skipped = load_encoder_weights(model, state_dict_of(path))
+        skipped = load_encoder_weights(model, weights, old_grid=geometry.grid if geometry else None,
+                                       say=lambda message: D.print0(f"{path}: {message}"))
     except ValueError as e:
         raise MGMError(f"{path}: {e}") from None
     D.print0(f"initialised the encoder from {path} ({len(skipped)} tensors of the checkpoint unused: "
