@@ -303,19 +303,34 @@ class _MotionMask(MaskGenerator):
 class MGMMask(_MotionMask):
     """Motion-guided masking (Fan et al., ICCV 2023) as DESIGN.md "MGM, as we implement it" fixes it.
 
-    Per slot: centre = argmax of the (camera-compensated, smoothed) magnitude, plus a Gaussian jitter
-    of `jitter` patches so that repeated epochs differ. Slots without motion take the centre of the
-    nearest slot that has motion; a clip without any motion gets one random centre for all its slots
-    (and a NoMotionWarning). Then k = floor(ratio * H'W') patches are masked: round(focus * k) drawn
-    without replacement with probability proportional to a Gaussian of width `sigma` (patches) around
-    the centre (Gumbel top-k, so sigma sets how tight the blob is: sigma -> 0 is the k nearest
-    patches), the rest uniformly at random among the other patches. focus = 1 is the pure
-    motion-centred mask.
+    Centres, `track=True` (the default): the mask follows the motion. It is placed on the argmax of
+    the (camera-compensated, smoothed) magnitude of the first slot that has motion (earlier slots
+    share it); then, slot by slot, it is carried by the mean motion vector of the content that was
+    within `reach` patches of it (the patches whose vectors point back there; weighted by compensated
+    magnitude, so the moving content sets the step, not the still background; the raw vector, so the
+    mask moves with the content in the frame, pan included) and settles on the strongest (smoothed)
+    motion within `reach` of the carried position. It is re-anchored on the slot's argmax only where
+    the motion under it is lost: the carried centre leaves the frame, or the magnitude there is below
+    `lost` times the slot's largest. A slot without motion holds the centre. `track=False` is the
+    pre-2026-12 MGM, kept for the ablation: the argmax of every slot on its own (so with two moving
+    objects the mask jumps to whichever is faster), slots without motion taking the nearest slot's
+    centre. Either way a Gaussian jitter of `jitter` patches is added per slot (not carried) so that
+    repeated epochs differ, and a clip without any motion gets one random centre for all its slots
+    (and a NoMotionWarning).
+
+    Then k = floor(ratio * H'W') patches are masked per slot: round(focus * k) drawn without
+    replacement with probability proportional to a Gaussian of width `sigma` (patches) around the
+    centre (Gumbel top-k, so sigma sets how tight the blob is: sigma -> 0 is the k nearest patches),
+    the rest uniformly at random among the other patches. focus = 1 is the pure motion-centred mask.
+    sigma, jitter, reach and lost are our choices; the paper fixes none of them.
     """
 
     sigma: float = 2.0
     focus: float = 1.0
     jitter: float = 0.5
+    track: bool = True    # follow the motion from slot to slot (False: argmax in every slot)
+    reach: float = 2.0    # radius (patches) of the neighbourhood that carries and then finds the centre
+    lost: float = 0.1     # re-anchor where the magnitude under the centre is below lost * slot max
 
     name = "mgm"
 
@@ -324,6 +339,8 @@ class MGMMask(_MotionMask):
         if self.sigma <= 0 or self.jitter < 0 or not 0.0 <= self.focus <= 1.0:
             raise ValueError(f"mgm needs sigma > 0, jitter >= 0 and 0 <= focus <= 1; got "
                              f"sigma={self.sigma}, jitter={self.jitter}, focus={self.focus}")
+        if self.reach <= 0 or not 0.0 <= self.lost <= 1.0:
+            raise ValueError(f"mgm needs reach > 0 and 0 <= lost <= 1; got reach={self.reach}, lost={self.lost}")
 
     def centres(self, motions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """motions [B, T, 2, H', W'] -> float [B, T', 2] mask centres (y, x) in patches, jitter included."""
@@ -331,9 +348,11 @@ class MGMMask(_MotionMask):
         t, h, w = self.grid
         mag, moving = self._magnitude(motions)
         flat = mag.reshape(b, t, h * w).argmax(axis=-1)
-        centre = np.stack([flat // w, flat % w], axis=-1).astype(np.float64)  # [B, T', 2]
-        source = _nearest_moving_slot(moving)
-        centre = np.take_along_axis(centre, source[..., None], axis=1)
+        peak = np.stack([flat // w, flat % w], axis=-1).astype(np.float64)  # [B, T', 2]
+        if self.track:
+            centre = self._track(motions, mag, moving, peak)
+        else:
+            centre = np.take_along_axis(peak, _nearest_moving_slot(moving)[..., None], axis=1)
         still = ~moving.any(axis=1)
         if still.any():
             _warn_no_motion(self.name, int(still.sum()), b, "using one random centre per clip")
@@ -342,6 +361,49 @@ class MGMMask(_MotionMask):
         if self.jitter > 0:
             centre = centre + rng.normal(0.0, self.jitter, size=centre.shape)
         return np.clip(centre, 0, [h - 1, w - 1])
+
+    def _track(self, motions: np.ndarray, mag: np.ndarray, moving: np.ndarray, peak: np.ndarray) -> np.ndarray:
+        """Centres float [B, T', 2] (y, x) carried along the motion (see the class docstring).
+
+        motions [B, T, 2, H', W'] (px); mag [B, T', H', W'] smoothed magnitude and moving bool [B, T']
+        (from `_magnitude`); peak [B, T', 2] each slot's argmax of mag.
+        """
+        b, t, h, w = mag.shape
+        # Vectors sit where the content is now: slot s's displacement since slot s-1, as (dy, dx) in patches.
+        step = _slot_motion(motions, self.geometry.tubelet)[:, :, ::-1] / self.geometry.patch  # [B, T', 2, H', W']
+        weight = slot_magnitude(motions, self.geometry.tubelet, self.camera_comp)  # [B, T', H', W'], unsmoothed
+        yx = np.mgrid[:h, :w].astype(np.float64)  # [2, H', W']
+        came_from = yx - step  # [B, T', 2, H', W']: where each patch's content was one slot earlier
+        r2 = self.reach ** 2
+
+        def dist2(points, c):  # points [B, 2, H', W'] or [2, H', W'], c [B, 2] -> [B, H', W'] squared distances
+            return ((points - c[:, :, None, None]) ** 2).sum(axis=1)
+
+        first = np.argmax(moving, axis=1)  # [B]; 0 for a clip without motion (the caller replaces those)
+        bi = np.arange(b)
+        centre = np.empty((b, t, 2))
+        centre[:, 0] = c = peak[bi, first]  # [B, 2]
+        for s in range(1, t):
+            # Carry: the mean vector of the content that was within `reach` of the centre one slot
+            # earlier (the patches whose vector points back there: any speed), weighted by (compensated)
+            # magnitude so that the moving content, not the still background around it, sets the step.
+            wgt = np.where(dist2(came_from[:, s], c) <= r2, weight[:, s], 0.0)  # [B, H', W']
+            total = wgt.sum(axis=(1, 2))
+            v = (step[:, s] * wgt[:, None]).sum(axis=(2, 3)) / np.maximum(total, 1e-12)[:, None]  # 0 if none
+            carried = c + v
+            inside = ((carried > -0.5) & (carried < np.array([h, w]) - 0.5)).all(axis=1)
+            # Correspondence: the strongest motion within `reach` of the carried centre (the vectors are
+            # patch averages, short where a patch is only partly on the object, so the carry alone lags).
+            # A 0.1% handicap at the rim sends near-ties (a flat moving area) to the patch nearest the carry.
+            d2 = dist2(yx, np.clip(carried, 0, [h - 1, w - 1]))
+            key = np.where(d2 <= r2, mag[:, s] * (1 - 1e-3 * d2 / r2), -np.inf)
+            near = key.reshape(b, -1).argmax(axis=-1)
+            found = np.stack([near // w, near % w], axis=-1)  # [B, 2]
+            faint = mag[bi, s, found[:, 0], found[:, 1]] < self.lost * mag[:, s].max(axis=(1, 2))
+            new = np.where((~inside | faint)[:, None], peak[:, s], found)  # lost: re-anchor on the slot's argmax
+            # Slots up to the first with motion keep its anchor; a slot without motion holds the centre.
+            centre[:, s] = c = np.where(((s > first) & moving[:, s])[:, None], new, c)
+        return centre
 
     def _generate(self, motions, b, rng):
         t, h, w = self.grid

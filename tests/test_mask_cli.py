@@ -157,3 +157,68 @@ def test_heat_colors_span_black_to_light():
     c = viz.heat_colors(np.array([0.0, 0.5, 1.0])).astype(int)
     assert (c[0] == 0).all() and c[2].min() >= 200
     assert c[0].sum() < c[1].sum() < c[2].sum()
+
+
+# --- mgm follows one object: two squares whose speeds alternate which is faster every slot ---------
+
+def two_squares_frames(stride, fast, slow, size=224, side=48, seed=0):
+    """Frames uint8 [15 * stride + 1, size, size, 3] of two textured squares on a textured background,
+    sampled as `--num-frames 16 --stride STRIDE` samples them: the first (rows 40..88) moves right, the
+    second (rows 136..184) left; in slot s the first moves `fast` px/frame and the second `slow` when s
+    is even, the other way round when s is odd (slot s's motion is that of frames (2s-1)*stride+1 ..
+    (2s+1)*stride, the decoded frames summed into its two sampled frames).
+
+    Returns (frames, centres float [16, 2 squares, 2 (y, x)] in px, of the sampled frames).
+    """
+    rng = np.random.default_rng(seed)
+    bg = np.kron(rng.integers(0, 255, (size // 4, size // 4, 3)), np.ones((4, 4, 1)))
+    tex = [np.kron(rng.integers(0, 255, (side // 4, side // 4, 3)), np.ones((4, 4, 1))) for _ in range(2)]
+    corner = np.array([[40.0, 16.0], [136.0, 160.0]])  # (y, x) top-left of each square
+    frames, centres = [], []
+    for f in range(15 * stride + 1):
+        if f:
+            slot = (f + stride - 1) // (2 * stride)
+            corner[:, 1] += np.array([1, -1]) * ([fast, slow] if slot % 2 == 0 else [slow, fast])
+        img = bg.copy()
+        for (y, x), t in zip(corner.astype(int), tex):
+            img[y:y + side, x:x + side] = t
+        frames.append(img.astype(np.uint8))
+        centres.append(corner + side / 2)
+    return np.stack(frames), np.array(centres)[::stride]
+
+
+def followed_square(mask, centres, patch=16):
+    """(int [T'], float [T']): per slot the square (0 or 1) nearest the masked patches' centroid, and
+    that distance in patches."""
+    yy, xx = np.mgrid[:mask.shape[1], :mask.shape[2]]
+    centroid = np.array([[yy[m].mean(), xx[m].mean()] for m in mask])  # [T', 2] in patch indices
+    squares = (centres[0::2] + centres[1::2]) / 2 / patch - 0.5  # [T', 2, 2]: mean of the slot's two frames
+    dist = np.hypot(*np.moveaxis(squares - centroid[:, None], -1, 0))  # [T', 2]
+    return dist.argmin(axis=1), dist.min(axis=1)
+
+
+@pytest.mark.parametrize("stride, fast, slow", [(2, 4, 2), (4, 3, 1), (1, 5, 4)])
+def test_mgm_stays_on_one_of_two_squares_whose_speeds_alternate(encode, tmp_path, stride, fast, slow):
+    frames, centres = two_squares_frames(stride, fast, slow)
+    path = encode(f"two_squares_{stride}_{fast}_{slow}.mp4", frames)
+    same, near, argmax_same = [], [], []
+    for seed in range(3):
+        masks = {}
+        for option in ([], ["--no-track"]):  # --no-track: the per-slot argmax, for comparison
+            out = tmp_path / f"m{seed}{len(option)}.npy"
+            assert main(["mask", path, "--strategy", "mgm", "--ratio", "0.3", "--num-frames", "16", "--stride",
+                         str(stride), "--size", "224", "--seed", str(seed), "--out", str(out), "--quiet",
+                         *option]) == 0
+            masks[bool(option)] = np.load(out)
+        mask = masks[False]
+        assert mask.shape == (8, 14, 14) and (mask.reshape(8, -1).sum(axis=1) == 58).all()
+        square, dist = followed_square(mask, centres)
+        same += list(square[1:] == square[:-1])
+        near += list(dist)
+        square, _ = followed_square(masks[True], centres)
+        argmax_same += list(square[1:] == square[:-1])
+    print(f"same square in {np.mean(same):.0%} of slot transitions (argmax: {np.mean(argmax_same):.0%}), "
+          f"{np.mean(near):.2f} patches from it")
+    assert np.mean(same) >= 0.9
+    assert np.mean(near) < 1.5  # on the square, not between the two
+    assert np.mean(argmax_same) < 0.5  # the per-slot argmax jumps to whichever square is faster

@@ -189,13 +189,125 @@ def test_sigma_sets_the_blob_tightness():
     assert mean_dist[6.0] > mean_dist[0.05] + 0.5
 
 
-def test_slots_without_motion_borrow_the_nearest_centre():
+@pytest.mark.parametrize("track", [True, False])
+def test_slots_without_motion_borrow_the_nearest_centre(track):
     motion, centres = blob_motion(G)
     motion[8:] = 0.0  # slots 4..7 static
-    gen = build_mask_generator("mgm", G, 0.75, jitter=0.0)
+    gen = build_mask_generator("mgm", G, 0.75, jitter=0.0, track=track)
     got = gen.centres(motion[None], np.random.default_rng(0))[0]
     assert (got[:4] == centres[:4]).all()
     assert (got[4:] == centres[3]).all()
+
+
+# --- mgm follows the motion (track=True, the default) -------------------------------------------
+
+def objects_motion(geometry: Geometry, steps, rows, cols, size: int = 3, speed: float = 1.0):
+    """Square objects of `size` x `size` patches: object i on rows rows[i]..., starting at column
+    cols[i], moves steps[i][s] whole patches right (negative: left) into slot s, its vectors scaled by
+    `speed` (a stronger or weaker motion at the same displacement when != 1). Both frames of a slot
+    show the same position: the displacement arrives on the slot's first frame. Parts outside the
+    frame are cut.
+
+    Returns (motion float32 [T, 2, H', W'], centres int [T', n, 2] (y, x) of each object per slot).
+    """
+    t, h, w = geometry.grid
+    speeds = np.broadcast_to(speed, len(rows))
+    motion = np.zeros((geometry.num_frames, 2, h, w), np.float32)
+    centres = np.zeros((t, len(rows), 2), int)
+    for i, (row, col) in enumerate(zip(rows, cols)):
+        for s in range(t):
+            col += steps[i][s]
+            centres[s, i] = (row + size // 2, col + size // 2)
+            if steps[i][s]:
+                patches = (slice(row, row + size), slice(max(col, 0), max(col + size, 0)))
+                motion[s * geometry.tubelet, 0][patches] = steps[i][s] * geometry.patch * speeds[i]
+    return motion, centres
+
+
+def mgm_centres(motion, **params):
+    """float [T', 2]: MGM's centres (y, x) without jitter."""
+    gen = build_mask_generator("mgm", Geometry(num_frames=len(motion), size=224), 0.3, jitter=0.0, **params)
+    return gen.centres(motion[None], np.random.default_rng(0))[0]
+
+
+@pytest.mark.parametrize("track", [True, False])
+@pytest.mark.parametrize("ratio", [0.3, 0.75, 0.9])
+def test_mgm_masks_exactly_k_per_slot_tracking_or_not(track, ratio):
+    k = math.floor(ratio * 196 + 1e-9)
+    two, _ = objects_motion(G, [[1] * 8, [0, 2, -1, 2, -1, 2, -1, 2]], rows=(2, 9), cols=(0, 3))
+    clips = [blob_motion(G, noise=1.0)[0], two, np.random.default_rng(1).normal(0, 4, (16, 2, 14, 14)),
+             np.zeros((16, 2, 14, 14))]
+    gen = build_mask_generator("mgm", G, ratio, track=track)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoMotionWarning)
+        masks = generate_batch(gen, np.stack(clips).astype(np.float32), np.random.default_rng(0))
+    assert masks.shape == (4, 8, 14, 14) and masks.dtype == bool
+    assert (masks.reshape(4, 8, -1).sum(axis=-1) == k).all()
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_mgm_carry_follows_a_constant_motion(step):
+    """A square moving `step` patches right per slot: the centre advances with it, exactly."""
+    slots = min(8, 9 // step + 1)  # as many as keep the square off the frame's edge (the blur favours edges)
+    geometry = Geometry(num_frames=2 * slots, size=224)
+    motion, centres = objects_motion(geometry, [[step] * slots], rows=(5,), cols=(1 - step,))
+    assert (np.diff(centres[:, 0, 1]) == step).all()
+    assert (mgm_centres(motion) == centres[:, 0]).all()
+    for seed in range(5):  # with the default jitter the mask still covers the square's centre
+        mask = build_mask_generator("mgm", geometry, 0.3)(motion, np.random.default_rng(seed))
+        assert masked_at(mask, centres[:, 0]).all()
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_mgm_stays_on_its_object_when_a_stronger_one_appears(step):
+    """A square (rows 2..4) moves right; from slot 1 another one (rows 9..11) moves three times as fast.
+    Tracking keeps to the first square; the argmax option jumps to the second."""
+    slots = min(8, 9 // step + 1)
+    geometry = Geometry(num_frames=2 * slots, size=224)
+    motion, centres = objects_motion(geometry, [[step] * slots, [0] + [step] * (slots - 1)], rows=(2, 9),
+                                     cols=(1 - step, 1), speed=(1.0, 3.0))
+    assert (mgm_centres(motion) == centres[:, 0]).all()
+    argmax = mgm_centres(motion, track=False)
+    assert (argmax[0] == centres[0, 0]).all() and (argmax[1:] == centres[1:, 1]).all()
+
+
+def test_mgm_two_objects_alternating_speeds_tracking_keeps_one_argmax_jumps():
+    """Two squares whose speeds alternate which is faster every slot (the issue's clip, on the grid)."""
+    steps = [[2, -1] * 4, [1, -2] * 4]  # zigzags that stay inside the frame; the first is faster in slot 0
+    motion, centres = objects_motion(G, steps, rows=(2, 9), cols=(1, 8))
+    assert (mgm_centres(motion) == centres[:, 0]).all()
+    argmax = mgm_centres(motion, track=False)
+    assert (argmax[0::2] == centres[0::2, 0]).all() and (argmax[1::2] == centres[1::2, 1]).all()
+
+
+def test_mgm_reanchors_where_the_motion_under_it_is_lost():
+    # The first square moves in slots 0..3 then stops; the second starts moving (more slowly) in slot 4.
+    motion, centres = objects_motion(G, [[1] * 4 + [0] * 4, [0] * 4 + [-1] * 4], rows=(2, 9), cols=(0, 10),
+                                     speed=(1.0, 0.5))
+    got = mgm_centres(motion)
+    assert (got[:4] == centres[:4, 0]).all() and (got[4:] == centres[4:, 1]).all()
+
+    # The first square leaves the frame (right edge) in slot 4; the second moves slowly all along.
+    motion, centres = objects_motion(G, [[3] * 4 + [4] + [3] * 3, [-1] * 8], rows=(2, 9), cols=(-2, 11),
+                                     speed=(1.0, 0.5))
+    assert centres[3, 0, 1] == 11 and centres[4, 0, 1] - 1 > 13  # in the frame in slot 3, out in slot 4
+    got = mgm_centres(motion)
+    assert (got[:4] == centres[:4, 0]).all() and (got[4:] == centres[4:, 1]).all()
+
+
+def test_mgm_lost_sets_how_faint_the_motion_under_the_centre_may_get():
+    """From slot 4 the other square moves with 20x the vectors: the first is at 5% of the slot's
+    largest motion, lost below 10% (the default) but not below 1%."""
+    steps = [[1] * 8, [0] * 4 + [-1] * 4]
+    motion, centres = objects_motion(G, steps, rows=(2, 9), cols=(0, 10), speed=(1.0, 20.0))
+    assert (mgm_centres(motion)[4:] == centres[4:, 1]).all()
+    assert (mgm_centres(motion, lost=0.01) == centres[:, 0]).all()
+
+
+def test_mgm_slots_before_the_first_motion_share_its_anchor():
+    motion, centres = objects_motion(G, [[0, 0] + [1] * 6], rows=(5,), cols=(2,))
+    got = mgm_centres(motion)
+    assert (got[:2] == centres[2, 0]).all() and (got[2:] == centres[2:, 0]).all()
 
 
 def test_mgm_warp_carries_the_mask_along_with_the_object():
@@ -277,6 +389,10 @@ def test_bad_arguments_are_value_errors():
     with pytest.raises(ValueError, match="motion must be"):
         build_mask_generator("mgm", G, 0.75)(np.zeros((8, 2, 14, 14), np.float32), np.random.default_rng(0))
     assert build_mask_generator("mgm", G, 0.75, sigma=3.0).params["sigma"] == 3.0
+    for bad in ({"reach": 0.0}, {"lost": -0.1}, {"lost": 1.5}):
+        with pytest.raises(ValueError, match="reach > 0 and 0 <= lost <= 1"):
+            build_mask_generator("mgm", G, 0.75, **bad)
+    assert build_mask_generator("mgm", G, 0.75).params["track"] is True  # following the motion is the default
 
 
 def test_generators_pickle_for_data_loader_workers():
@@ -299,7 +415,7 @@ def test_fast_median_equals_numpy(n):
 
 
 def test_mgm_is_vectorised_well_under_a_few_ms_per_clip():
-    """Guard against a per-patch Python loop (tens of ms); the benchmark measures ~0.3 ms."""
+    """Guard against a per-patch Python loop (tens of ms); ~1 ms here (0.3 ms with track=False)."""
     import time
 
     motion, _ = blob_motion(G, noise=1.0)

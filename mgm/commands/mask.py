@@ -6,7 +6,8 @@ frames up to it, averaged onto the patch grid), and writes the mask: numpy bool
 [num_frames/tubelet, size/patch, size/patch], True = masked, masked fraction = ratio within one
 patch (the `frame` strategy masks round(ratio * slots) whole time slots).
 
-Strategy constants (mgm: --sigma --focus --jitter --smooth --min-motion --no-camera-comp) are
+Strategy constants (mgm: --sigma --focus --jitter --smooth --min-motion --no-camera-comp --no-track
+--reach --lost) are
 passed only to the strategies that have them; giving one to another strategy is an error.
 A clip without motion (static scene, all-intra video) still gets a valid mask by the strategy's
 documented fallback, with a warning on stderr. Past the end of a short video the last frame repeats.
@@ -23,7 +24,8 @@ HELP = "write the mask (bool [T/tubelet, size/patch, size/patch], True = masked)
 
 # masking parameter -> its command-line flag (argparse stores each under the parameter's name).
 STRATEGY_FLAGS = {"sigma": "--sigma", "focus": "--focus", "jitter": "--jitter", "smooth": "--smooth",
-                  "min_motion": "--min-motion", "camera_comp": "--no-camera-comp"}
+                  "min_motion": "--min-motion", "camera_comp": "--no-camera-comp", "track": "--no-track",
+                  "reach": "--reach", "lost": "--lost"}
 
 
 class _LazyStrategies:
@@ -63,6 +65,11 @@ def add_sampling_arguments(p) -> None:
     g.add_argument("--min-motion", type=float, help="mgm, motion-topk, mgm-warp: px per slot below which a slot has no motion")
     g.add_argument("--no-camera-comp", dest="camera_comp", action="store_const", const=False,
                    help="mgm, motion-topk: keep camera motion (default: subtract each frame's median vector)")
+    g.add_argument("--no-track", dest="track", action="store_const", const=False,
+                   help="mgm: a new motion argmax per time slot (default: carry the mask along the motion)")
+    g.add_argument("--reach", type=float, help="mgm: radius in patches of the carry and of the search around it")
+    g.add_argument("--lost", type=float, help="mgm: re-anchor where the motion under the mask falls below this "
+                                               "share of the slot's strongest")
 
 
 def add_arguments(p):

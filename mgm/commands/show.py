@@ -106,7 +106,8 @@ def motion_centres(geometry, motion, args):
 
     from mgm.masking import build_mask_generator
 
-    params = {k: getattr(args, k) for k in ("smooth", "min_motion", "camera_comp") if getattr(args, k) is not None}
+    params = {k: getattr(args, k) for k in ("smooth", "min_motion", "camera_comp", "track", "reach", "lost")
+              if getattr(args, k) is not None}
     mgm = build_mask_generator("mgm", geometry, 0.5, jitter=0.0, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # make_mask already warned about a motionless clip
