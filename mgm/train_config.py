@@ -10,6 +10,7 @@ names it and lists the valid ones, so a typo never silently trains with a defaul
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,17 @@ class DataSection:
     mask: str = "tube"                # masking strategy (mgm.masking.STRATEGIES)
     mask_ratio: float = 0.9
     mask_params: dict = field(default_factory=dict)
+    # VideoMAE V2's dual masking: the decoder reconstructs only the masked tokens this second mask
+    # keeps (running-cell at 0.5 in V2); "" = off, the decoder sees every token
+    decoder_mask: str = ""
+    decoder_ratio: float = 0.5        # share of the tokens the decoder mask drops
+    # Fine-tuning augmentations (VideoMAE's recipe: rand-m7-n4-mstd0.5-inc1, erase_prob 0.25, num_sample 2);
+    # all off by default. See mgm.data.augment.
+    rand_augment: str = ""            # timm-style RandAugment spec, one draw per clip; "" = off
+    erase_prob: float = 0.0           # random erasing: probability per clip (the same box on every frame)
+    erase_mode: str = "pixel"         # pixel (per-pixel normal noise), rand (one value per channel), const (0)
+    num_sample: int = 1               # repeated augmentation: views per video read (each step sees batch x N
+                                      # clips; lr and steps per epoch count videos, as in VideoMAE)
     test_clips: int = 1               # evaluation views: temporal clips x spatial crops per video
     test_crops: int = 1
     batch_size: int = 8               # per process and per micro-batch
@@ -248,6 +260,18 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(getattr(cfg, section), name)
         if not ok(value):
             raise MGMError(f"config key '{key}': must be {rule}, got {value!r}")
+    if cfg.data.erase_mode not in ("pixel", "rand", "const"):
+        raise MGMError(f"config key 'data.erase_mode': {cfg.data.erase_mode!r} is not one of pixel, rand, const")
+    if cfg.data.rand_augment:
+        from mgm.data.augment import RandAugment
+
+        try:
+            RandAugment.from_string(cfg.data.rand_augment)
+        except ValueError as e:
+            raise MGMError(f"config key 'data.rand_augment': {e}") from None
+    if cfg.data.decoder_mask and cfg.data.decoder_mask not in STRATEGIES:
+        raise MGMError(f"config key 'data.decoder_mask': {cfg.data.decoder_mask!r} is not one of "
+                       f"{', '.join(STRATEGIES)} (or empty: off)")
     if cfg.data.mask not in STRATEGIES:
         raise MGMError(f"config key 'data.mask': {cfg.data.mask!r} is not one of {', '.join(STRATEGIES)}")
 
@@ -277,6 +301,7 @@ _RANGES = [
     ("data.stride", _at_least_one, ">= 1"), ("data.num_classes", _non_negative, ">= 0"),
     ("data.test_clips", _at_least_one, ">= 1"), ("data.test_crops", _at_least_one, ">= 1"),
     ("data.num_workers", _non_negative, ">= 0"), ("data.random_len", _at_least_one, ">= 1"),
+    ("data.num_sample", _at_least_one, ">= 1"), ("data.decoder_ratio", lambda v: 0 <= v < 1, "in [0, 1)"), ("data.erase_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("data.mask_ratio", lambda v: 0 < v < 1, "strictly between 0 and 1"),
     ("optim.max_steps", _non_negative, ">= 0; 0 = no limit"),
     ("optim.base_lr", _positive, "> 0"), ("optim.min_lr", _non_negative, ">= 0"),
@@ -313,4 +338,44 @@ def config_from_args(command: str, args) -> TrainConfig:
         overrides.append(f"run.resume={args.resume}")
     if getattr(args, "overwrite", False):
         overrides.append("run.overwrite=true")
-    return load_config(command, args.config, overrides)
+    cfg = load_config(command, args.config, overrides)
+    if cfg.model.init and command in ("finetune", "linprobe"):
+        inherit_from_init(cfg, explicit_keys(args.config, overrides))
+    return cfg
+
+
+# What a fine-tune or probe takes from its model.init checkpoint unless the user sets it: the model
+# and the clip geometry it was trained at (typed twice, they were a source of "grid" errors).
+INHERITED = ("model.preset", "data.num_frames", "data.size", "data.tubelet", "data.patch")
+
+
+def explicit_keys(path, overrides) -> set[str]:
+    """The 'section.key' names a YAML file and --set overrides give (they win over inheritance)."""
+    import yaml
+
+    keys = {text.partition("=")[0].strip() for text in overrides}
+    if path:
+        tree = yaml.safe_load(Path(path).read_text()) or {}
+        keys |= {f"{s}.{k}" for s, values in tree.items() if isinstance(values, dict) for k in values}
+    return keys
+
+
+def inherit_from_init(cfg: TrainConfig, explicit: set[str]) -> list[str]:
+    """Take INHERITED settings from the stored config of cfg.model.init (one of our checkpoints,
+    or a run folder) where `explicit` does not name them; says which. Foreign files carry none."""
+    from mgm.checkpoint import load_checkpoint
+
+    state = load_checkpoint(cfg.model.init)
+    stored = state.get("config") if isinstance(state, dict) else None
+    taken = []
+    for key in INHERITED if isinstance(stored, dict) else ():
+        section, name = key.split(".")
+        value = stored.get(section, {}).get(name)
+        if key not in explicit and value is not None and value != getattr(getattr(cfg, section), name):
+            setattr(getattr(cfg, section), name, value)
+            taken.append(f"{key}={value}")
+    validate(cfg)
+    if taken and os.environ.get("RANK", "0") == "0":
+        print(f"model.init {cfg.model.init}: took {', '.join(taken)} from the checkpoint "
+              f"(--set them to override)", flush=True)
+    return taken

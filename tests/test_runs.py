@@ -232,3 +232,19 @@ def test_demo_ends_on_what_it_shows(tmp_path, monkeypatch, capsys):
         assert str(out / name) in printed[-2]
     assert not (out / "curve.png").exists()
     assert "| scratch |" in (out / "results.md").read_text()  # the table, in percent
+
+
+def test_model_init_brings_its_geometry_and_flags_override_it(three_runs, tmp_path, capsys):
+    """Fine-tuning from a run folder takes its model and clip geometry (4 frames of 32 px here, not
+    the defaults 16 x 224) unless a flag sets them; then the position table is resampled."""
+    bare = ["--set", "data.source=random", "--set", "data.batch_size=4", "--set", "data.random_len=8",
+            "--set", "data.num_classes=3", "--set", "run.threads=1", "--set", "run.progress=false",
+            "--set", f"run.out_dir={tmp_path}", "--set", f"model.init={three_runs / 'pre'}",
+            "--set", "optim.max_steps=1"]
+    assert main(["finetune", *bare, "--name", "inherit"]) == 0
+    assert "took data.num_frames=4, data.size=32 from the checkpoint" in capsys.readouterr().out
+    data = read_log(tmp_path / "inherit" / "log.jsonl")[0]["config"]["data"]
+    assert (data["num_frames"], data["size"]) == (4, 32)
+    assert main(["finetune", *bare, "--name", "override", "--set", "data.size=64"]) == 0
+    data = read_log(tmp_path / "override" / "log.jsonl")[0]["config"]["data"]
+    assert (data["num_frames"], data["size"]) == (4, 64)
