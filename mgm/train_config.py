@@ -263,7 +263,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.data.erase_mode not in ("pixel", "rand", "const"):
         raise MGMError(f"config key 'data.erase_mode': {cfg.data.erase_mode!r} is not one of pixel, rand, const")
     if cfg.data.rand_augment:
-        from mgm.data.augment import RandAugment
+        from mgm.data.augment import RandAugment  # deferred: it loads torch, which `mgm --help` must not
 
         try:
             RandAugment.from_string(cfg.data.rand_augment)

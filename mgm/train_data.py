@@ -3,7 +3,8 @@
 source "list": the list-file video dataset of mgm.data (real or `mgm synth` videos).
 source "random": `RandomClips`, random tensors with a learnable class signal -- for smoke tests,
 resume / distributed tests and throughput runs without decoding video.
-Items are {"video" float [C, T, H, W], "mask" bool [N] (when masking), "label" int, "index" int}.
+Items are {"video" float [C, T, H, W], "mask" bool [N] (when masking), "label" int, "index" int},
+plus "decoder_mask" bool [N] with data.decoder_mask (True = the decoder drops the token).
 """
 
 from __future__ import annotations
@@ -50,22 +51,40 @@ class RandomClips(torch.utils.data.Dataset):
         if self.mask_generator is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             item["mask"] = torch.from_numpy(self.mask_generator(None, rng).reshape(-1))
+            if self.mask_generator.decoder is not None:  # dual masking (mask_generator)
+                item["decoder_mask"] = torch.from_numpy(self.mask_generator.decoder(None, rng).reshape(-1))
         return item
 
 
 def mask_generator(cfg: TrainConfig):
+    """The encoder's mask generator of cfg.data; with data.decoder_mask it carries the decoder's as
+    `.decoder` (VideoMAE V2's dual masking). Carried on the generator, not passed beside it, so every
+    dataset that takes a mask generator (list, in-memory, random) gets it with no new argument."""
     from mgm.masking import build_mask_generator
 
+    d = cfg.data
     try:
-        return build_mask_generator(cfg.data.mask, cfg.data.geometry, cfg.data.mask_ratio, **cfg.data.mask_params)
+        gen = build_mask_generator(d.mask, d.geometry, d.mask_ratio, **d.mask_params)
     except ValueError as e:
         raise MGMError(f"config data.mask: {e}") from None
+    if d.decoder_mask:
+        dec = build_mask_generator(d.decoder_mask, d.geometry, d.decoder_ratio)
+        if dec.needs_motion:  # the datasets fetch motion for the encoder's mask only
+            raise MGMError(f"config data.decoder_mask: '{d.decoder_mask}' needs motion; use a motion-free "
+                           f"strategy (VideoMAE V2: running-cell)")
+        gen.decoder = dec
+    return gen
 
 
 def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
     """The train or val dataset of cfg.data (masks: attach a mask per item, for pre-training)."""
     d = cfg.data
     gen = mask_generator(cfg) if masks else None
+    if masks and (d.rand_augment or d.erase_prob > 0):
+        raise MGMError("data.rand_augment / data.erase_prob are fine-tuning augmentations (VideoMAE pre-trains "
+                       "with crop and flip only); data.num_sample works in both")
+    if d.num_sample > 1 and (d.source != "list" or d.in_memory):
+        raise MGMError("data.num_sample > 1 (repeated augmentation) needs data.source=list without data.in_memory")
     if d.source == "random":
         if gen is not None and gen.needs_motion:
             raise MGMError(f"data.source=random has no motion; mask '{d.mask}' needs motion")
@@ -89,7 +108,9 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
                                test_crops=d.test_crops, flip=d.flip, mask_generator=gen,
                                bad_videos=d.bad_videos, seed=cfg.run.seed, motion_cache=d.motion_cache or None,
                                # beside log.jsonl (mgm.rundir clears it with the run it belongs to)
-                               bad_log=cfg.run_dir / f"bad_videos_{split}.jsonl" if d.bad_videos == "skip" else None)
+                               bad_log=cfg.run_dir / f"bad_videos_{split}.jsonl" if d.bad_videos == "skip" else None,
+                               num_sample=d.num_sample if split == "train" else 1,
+                               rand_augment=d.rand_augment, erase_prob=d.erase_prob, erase_mode=d.erase_mode)
 
 
 def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):

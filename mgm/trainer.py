@@ -20,6 +20,7 @@ import torch
 from mgm import checkpoint as C
 from mgm import distributed as D
 from mgm import rundir
+from mgm.data.dataset import collate_views
 from mgm.engine import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
 from mgm.errors import MGMError
 from mgm.optim import CosineSchedule, build_optimizer, scaled_lr
@@ -60,9 +61,10 @@ def make_loader(dataset, cfg: TrainConfig, info: D.DistInfo, *, train: bool):
     global torch RNG (which would shift the RNG stream when a run resumes mid-epoch)."""
     sampler = D.ShardedSampler(len(dataset), num_replicas=info.world_size, rank=info.rank,
                                shuffle=train, seed=cfg.run.seed)
+    views = getattr(dataset, "num_sample", 1)  # repeated augmentation: each item holds N views
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-        drop_last=train, pin_memory=info.device.type == "cuda",
+        drop_last=train, pin_memory=info.device.type == "cuda", collate_fn=collate_views if views > 1 else None,
         generator=torch.Generator().manual_seed(cfg.run.seed),
         persistent_workers=False)
     return loader, sampler

@@ -8,9 +8,13 @@ When nothing needs motion (e.g. tube masks) the motion vectors are not even expo
 Item (`dataset[i]`):
   video  float32 [C, T, S, S], normalised;       label  int;   index  int (video index in the list)
   mask   bool [N], N = T'H'W' flattened in (t, h, w) order (only with a mask generator)
+  decoder_mask  bool [N], VideoMAE V2's decoder mask (only when the mask generator carries one)
   motion float32 [T, 2, H', W'] on the patch grid, output pixels (only with return_motion=True)
   view   int, view number in multi-view testing (only when the dataset has several views per video)
   skipped int, bad videos skipped to produce this item (policy "skip"; 0 normally)
+With repeated augmentation (num_sample = N > 1, training only) the video is read once and video,
+mask and motion gain a leading [N]: N views with their own crop, flip, augmentation and mask
+(`collate_views` flattens them into the batch).
 
 Randomness (clip start, crop, flip, mask) is a pure function of (seed, epoch, item index), so a
 resumed run and every DDP rank / worker see the same clips: call `set_epoch(e)` before each epoch
@@ -32,8 +36,12 @@ import tempfile
 import weakref
 
 import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
 
 from mgm.config import Geometry
+from mgm.data.augment import RandAugment, RandomErasing
 from mgm.data.lists import Sample, read_list
 from mgm.data.sampling import build_sampler
 from mgm.data.transforms import ClipTransform
@@ -52,20 +60,16 @@ os.register_at_fork(before=gc.collect)
 POLICIES = ("error", "skip")
 MODES = ("pretrain", "train", "val", "test")
 
-try:  # a torch Dataset when torch is there; plain object otherwise (tests of lists need no torch)
-    from torch.utils.data import Dataset as _Base
-except ImportError:  # pragma: no cover
-    _Base = object
 
 
-class VideoDataset(_Base):
+class VideoDataset(Dataset):
     """samples: list of Sample (or a list-file path, with root); sampler / transform: see
     mgm.data.sampling and mgm.data.transforms; mask_generator: a mgm.masking.MaskGenerator or None."""
 
     def __init__(self, samples, *, geometry: Geometry, sampler, transform: ClipTransform, root=None,
                  mask_generator=None, mode: str = "train", return_motion: bool = False,
                  bad_videos: str = "error", seed: int = 0, block: int = 16, bad_log=None,
-                 motion_cache=None):
+                 motion_cache=None, num_sample: int = 1):
         if mode not in MODES:
             raise MGMError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if bad_videos not in POLICIES:
@@ -78,6 +82,9 @@ class VideoDataset(_Base):
         self.geometry, self.sampler, self.transform = geometry, sampler, transform
         self.mask_generator, self.mode, self.return_motion = mask_generator, mode, return_motion
         self.bad_videos, self.seed, self.block, self.epoch = bad_videos, seed, block, 0
+        if num_sample > 1 and mode not in ("pretrain", "train"):
+            raise MGMError(f"repeated augmentation (num_sample={num_sample}) is for training, not mode {mode!r}")
+        self.num_sample = num_sample
         self.needs_motion = return_motion or bool(mask_generator is not None and mask_generator.needs_motion)
         # A directory: each video's motion is read once and memory-mapped afterwards (MotionCache).
         self.motion_cache = None
@@ -118,7 +125,7 @@ class VideoDataset(_Base):
         while True:
             sample = self.samples[video_index]
             try:
-                item = self._load(sample, tview, sview, rng)
+                item = self._load(sample, tview, sview, rng, index, epoch)
                 break
             except VideoError as e:
                 if self.bad_videos == "error":
@@ -150,9 +157,20 @@ class VideoDataset(_Base):
             self._num_frames[path] = n
         return n
 
-    def _load(self, sample: Sample, tview: int, sview: int, rng: np.random.Generator) -> dict:
-        import torch
+    def _load(self, sample: Sample, tview: int, sview: int, rng: np.random.Generator, index: int,
+              epoch: int) -> dict:
+        """One read of the video, then `num_sample` views of it (repeated augmentation): each its
+        own crop, flip, augmentation and mask, from its own generator (the first is `rng`)."""
+        frames, dx, dy, indices = self._read(sample, tview, rng)
+        if self.num_sample == 1:
+            return self._view(sample, frames, dx, dy, indices, sview, rng)
+        rngs = [rng] + [np.random.default_rng([self.seed, epoch, index, k]) for k in range(1, self.num_sample)]
+        views = [self._view(sample, frames, dx, dy, indices, sview, r) for r in rngs]
+        return {k: torch.stack([v[k] for v in views]) for k in views[0]}  # [N, ...] each
 
+    def _read(self, sample: Sample, tview: int, rng: np.random.Generator):
+        """The clip's frames uint8 [T, H, W, 3], its motion dx, dy [T, Hb, Wb] (None when nothing
+        needs it) and the sampled frame indices [T]."""
         from mgm import codec
 
         n = self.num_video_frames(sample.path)
@@ -172,14 +190,20 @@ class VideoDataset(_Base):
                                                 block=self.block)
         else:
             frames, dx, dy = codec.read_frames(sample.path, indices), None, None
+        return frames, dx, dy, indices
+
+    def _view(self, sample: Sample, frames, dx, dy, indices, sview: int, rng: np.random.Generator) -> dict:
+        """One view of a read clip: transform (crop, flip, augmentations), motion and mask."""
         src_hw = frames.shape[1:3]
         box, hflip = self.transform.plan(src_hw, rng, sview)
-        item = {"video": self.transform.frames(frames, box, hflip)}
+        item = {"video": self.transform.frames(frames, box, hflip, rng)}
         motion = None if dx is None else self.transform.motion(dx, dy, src_hw, box, hflip)
         if self.mask_generator is not None:
             with warnings_about(f"{sample.path} (clip from frame {int(indices[0])})"):
                 mask = self.mask_generator(motion if self.mask_generator.needs_motion else None, rng)
             item["mask"] = torch.from_numpy(np.ascontiguousarray(mask).reshape(-1))
+            if self.mask_generator.decoder is not None:  # dual masking (mgm.train_data.mask_generator)
+                item["decoder_mask"] = torch.from_numpy(self.mask_generator.decoder(None, rng).reshape(-1))
         if self.return_motion:
             item["motion"] = torch.from_numpy(motion)
         return item
@@ -242,15 +266,39 @@ class EpochSampler:
 def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling: str = "dense",
                   stride: int = 4, test_clips: int = 1, test_crops: int = 1, crop: str | None = None,
                   flip: bool = False, mask_generator=None, return_motion: bool = False,
-                  bad_videos: str = "error", seed: int = 0, motion_cache=None, bad_log=None) -> VideoDataset:
+                  bad_videos: str = "error", seed: int = 0, motion_cache=None, bad_log=None, num_sample: int = 1,
+                  rand_augment: str = "", erase_prob: float = 0.0, erase_mode: str = "pixel") -> VideoDataset:
     """The usual wiring per mode. pretrain / train: random clip, multi-scale crop; val: centred clip,
     centre crop; test: `test_clips` x `test_crops` views (K400: 5 x 3 dense; SSv2: 2 x 3 segment)."""
     sampler = build_sampler(sampling, geometry.num_frames, stride, mode, views=test_clips)
     if crop is None:
         crop = {"pretrain": "multiscale", "train": "multiscale", "val": "center",
                 "test": "three" if test_crops > 1 else "center"}[mode]
+    augment, erase = None, None
+    if mode == "train":  # VideoMAE's fine-tuning augmentations; pre-training keeps crop + flip only
+        # VideoMAE's create_random_augment: timm's grey fill (128) and bicubic resampling
+        augment = RandAugment.from_string(rand_augment, fill=(128, 128, 128), resample=Image.BICUBIC) \
+            if rand_augment else None
+        erase = RandomErasing(prob=erase_prob, mode=erase_mode) if erase_prob > 0 else None
     transform = ClipTransform(geometry, crop=crop, flip=flip and mode in ("pretrain", "train"),
+                              augment=augment, erase=erase,
                               crop_views=test_crops)
     return VideoDataset(samples, geometry=geometry, sampler=sampler, transform=transform, root=root,
                         mask_generator=mask_generator, mode=mode, return_motion=return_motion,
-                        bad_videos=bad_videos, seed=seed, motion_cache=motion_cache, bad_log=bad_log)
+                        bad_videos=bad_videos, seed=seed, motion_cache=motion_cache, bad_log=bad_log,
+                        num_sample=num_sample)
+
+
+def collate_views(batch: list[dict]) -> dict:
+    """DataLoader collate for repeated augmentation: B items of N views -> a batch of B*N clips
+    (video [B*N, C, T, H, W], mask [B*N, L]; label and index repeated per view)."""
+    from torch.utils.data import default_collate
+
+    out = default_collate(batch)
+    n = out["video"].shape[1]
+    for key, value in out.items():
+        if key in ("video", "mask", "decoder_mask", "motion"):
+            out[key] = value.flatten(0, 1)
+        elif torch.is_tensor(value):
+            out[key] = value.repeat_interleave(n)
+    return out

@@ -84,6 +84,8 @@ class ClipTransform:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     block: int = 16  # motion block size of the codec grid
+    augment: object = None  # mgm.data.augment.RandAugment: one draw per clip, on the cropped uint8 frames
+    erase: object = None    # mgm.data.augment.RandomErasing: one box per clip, on the normalised video
 
     def __post_init__(self):
         if self.crop not in CROPS:
@@ -106,13 +108,18 @@ class ClipTransform:
         hflip = bool(self.flip and rng.random() < 0.5)
         return box, hflip
 
-    def frames(self, frames: np.ndarray, box, hflip: bool):
-        """uint8 [T, H, W, 3] -> normalised float32 tensor [3, T, size, size]."""
+    def frames(self, frames: np.ndarray, box, hflip: bool, rng: np.random.Generator | None = None):
+        """uint8 [T, H, W, 3] -> normalised float32 tensor [3, T, size, size]. RandAugment (on the
+        crop, before resizing: VideoMAE augments before its crop; on the crop it costs less) and
+        random erasing (after normalising, as VideoMAE) draw from `rng`, once per clip."""
         import torch
         import torch.nn.functional as F
 
         y0, x0, y1, x1 = (int(v) for v in box)
-        x = torch.from_numpy(np.ascontiguousarray(frames[:, y0:y1, x0:x1])).permute(0, 3, 1, 2).float()
+        crop = frames[:, y0:y1, x0:x1]
+        if self.augment is not None:
+            crop = self.augment(np.ascontiguousarray(crop), rng)
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2).float()
         s = self.geometry.size
         if x.shape[-2:] != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
@@ -120,7 +127,8 @@ class ClipTransform:
             x = x.flip(-1)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1) * 255
         std = torch.tensor(self.std).view(1, 3, 1, 1) * 255
-        return ((x - mean) / std).permute(1, 0, 2, 3).contiguous()
+        video = ((x - mean) / std).permute(1, 0, 2, 3).contiguous()
+        return video if self.erase is None else self.erase(video, rng)
 
     def motion(self, dx: np.ndarray, dy: np.ndarray, src_hw, box, hflip: bool) -> np.ndarray:
         """Block motion dx, dy [T, Hb, Wb] -> float32 [T, 2, H', W'] on the patch grid, output pixels."""
@@ -136,6 +144,6 @@ class ClipTransform:
         """frames uint8 [T, H, W, 3] (+ dx, dy [T, Hb, Wb]) -> (video [3, T, S, S], motion [T, 2, H', W'] or None)."""
         src_hw = frames.shape[1:3]
         box, hflip = self.plan(src_hw, rng, view)
-        video = self.frames(frames, box, hflip)
+        video = self.frames(frames, box, hflip, rng)
         motion = None if dx is None else self.motion(dx, dy, src_hw, box, hflip)
         return video, motion
