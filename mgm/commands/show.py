@@ -4,7 +4,8 @@ Samples and masks the clip exactly as `mgm mask` does (same options), then write
   FILE.png  a montage, one column per time slot (its last frame): top row the motion
             (heat map of the magnitude and arrows of the displacement over the slot, camera motion
             removed unless --no-camera-comp), bottom row the mask (masked patches dark blue, a
-            yellow ring at the motion centre MGM picks: smoothed argmax, without jitter);
+            yellow ring at the centre MGM uses: carried along the motion, or the smoothed argmax
+            with --no-track; without jitter);
   FILE.gif  an animation of every sampled frame: its own motion beside its slot's mask.
 """
 
