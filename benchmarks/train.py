@@ -1,7 +1,7 @@
 """Pre-training step throughput: our VideoMAEPretrain vs transformers' VideoMAEForPreTraining.
 
     ./run bench train [--configs tiny,small] [--steps 10] [--small-steps 3] [--no-compile] [--bf16]
-                      [--out runs/bench/train.json]
+                      [--dual] [--out runs/bench/train.json]
 
 One step = forward + loss + backward + AdamW step, on the same configuration, batch, clips and
 masks (90% masked, the same count per clip) for every implementation. Side by side in one run,
@@ -10,6 +10,8 @@ interleaved step by step so that load from other processes hits all of them alik
   ours             VideoMAEPretrain, eager
   ours-compiled    VideoMAEPretrain under torch.compile (compile time reported separately)
   *-bf16           with --bf16: the same under CPU bf16 autocast
+  ours-dual        with --dual: VideoMAEPretrain, eager, with VideoMAE V2's dual masking (a running-cell
+                   decoder mask dropping DECODER_RATIO of the tokens; same encoder masks)
 Configurations: tiny (192-d, depth 4, batch 8 of 16x112x112) and ViT-S (384-d, depth 12,
 decoder 192-d depth 4; batch 2 of 16x224x224 by default). Ratios are transformers' ms per step
 divided by ours at the same precision (> 1: ours is faster), of the medians and of the minima (the minimum is the better
@@ -36,6 +38,7 @@ from mgm import interop  # noqa: E402
 from mgm.model import ModelConfig, VideoMAEPretrain  # noqa: E402
 
 MASK_RATIO = 0.9
+DECODER_RATIO = 0.5  # VideoMAE V2's running-cell decoder mask
 
 
 def parse_args(argv=None):
@@ -49,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--small-size", type=int, default=224)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--bf16", action="store_true", help="also time bf16 autocast rows (transformers and ours)")
+    p.add_argument("--dual", action="store_true", help="also time ours with V2's running-cell decoder mask")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default); 1 is steadier on a CPU shared with other jobs")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench", "train.json"))
@@ -56,9 +60,12 @@ def parse_args(argv=None):
 
 
 def make_inputs(cfg: ModelConfig, batch: int, steps: int, seed: int = 0):
-    """Per step: a clip batch `[B, C, T, H, W]` and a bool mask `[B, N]` with exactly
-    floor(0.9 N) masked tokens per clip."""
+    """Per step: a clip batch `[B, C, T, H, W]`, a bool mask `[B, N]` with exactly floor(0.9 N)
+    masked tokens per clip and a running-cell decoder mask `[B, N]` (only ours-dual reads it)."""
+    from mgm.masking import build_mask_generator
+
     g = torch.Generator().manual_seed(seed)
+    decoder = build_mask_generator("running-cell", cfg.geometry, DECODER_RATIO)
     n = cfg.geometry.num_tokens
     k = int(MASK_RATIO * n)
     out = []
@@ -66,7 +73,8 @@ def make_inputs(cfg: ModelConfig, batch: int, steps: int, seed: int = 0):
         video = torch.randn(batch, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, generator=g)
         order = torch.rand(batch, n, generator=g).argsort(1)
         mask = torch.zeros(batch, n, dtype=torch.bool).scatter_(1, order[:, :k], True)
-        out.append((video, mask))
+        dec = torch.from_numpy(decoder.batch(None, seed + len(out), batch).reshape(batch, n))
+        out.append((video, mask, dec))
     return out
 
 
@@ -81,10 +89,10 @@ class Runner:
         self.first_step_s = 0.0
         self.losses: list[float] = []
 
-    def step(self, video, mask) -> float:
+    def step(self, video, mask, decoder_mask) -> float:
         """One training step; returns its wall time (s) and records its process CPU time."""
         t0, c0 = time.perf_counter(), time.process_time()
-        loss = self.call(self.model, video, mask)
+        loss = self.call(self.model, video, mask, decoder_mask)
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -93,23 +101,27 @@ class Runner:
         return time.perf_counter() - t0
 
 
-def hf_loss(m, v, k):
+def hf_loss(m, v, k, d):
     # transformers wants [B, T, C, H, W]; the transpose is a view, it copies internally
     return m(v.transpose(1, 2), bool_masked_pos=k).loss
 
 
-def our_loss(m, v, k):
+def our_loss(m, v, k, d):
     return m(v, k)[0]
 
 
+def dual_loss(m, v, k, d):
+    return m(v, k, d)[0]
+
+
 def bf16(loss_fn):
-    def call(m, v, k):
+    def call(m, v, k, d):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return loss_fn(m, v, k)
+            return loss_fn(m, v, k, d)
     return call
 
 
-def build_runners(cfg: ModelConfig, compile_: bool, with_bf16: bool = False) -> list[Runner]:
+def build_runners(cfg: ModelConfig, compile_: bool, with_bf16: bool = False, dual: bool = False) -> list[Runner]:
     import transformers
 
     def hf_model():
@@ -122,6 +134,8 @@ def build_runners(cfg: ModelConfig, compile_: bool, with_bf16: bool = False) -> 
         return VideoMAEPretrain(cfg)
 
     runners = [Runner("transformers", hf_model(), hf_loss), Runner("ours", ours(), our_loss)]
+    if dual:  # next to "ours": the same weights, batches and encoder masks
+        runners.append(Runner("ours-dual", ours(), dual_loss))
     if compile_:
         runners.append(Runner("ours-compiled", torch.compile(ours()), our_loss))
     if with_bf16:
@@ -130,18 +144,18 @@ def build_runners(cfg: ModelConfig, compile_: bool, with_bf16: bool = False) -> 
 
 
 def bench_config(label: str, cfg: ModelConfig, batch: int, steps: int, warmup: int, compile_: bool,
-                 with_bf16: bool) -> list[dict]:
+                 with_bf16: bool, dual: bool = False) -> list[dict]:
     from tqdm import tqdm
 
-    runners = build_runners(cfg, compile_, with_bf16)
+    runners = build_runners(cfg, compile_, with_bf16, dual)
     inputs = make_inputs(cfg, batch, warmup + steps + 1)
     for r in runners:  # first step includes torch.compile's compilation
         r.first_step_s = r.step(*inputs[0])
-        for video, mask in inputs[1:1 + warmup]:
-            r.step(video, mask)
-    for video, mask in tqdm(inputs[1 + warmup:], desc=f"{label} steps", leave=False):
+        for inp in inputs[1:1 + warmup]:
+            r.step(*inp)
+    for inp in tqdm(inputs[1 + warmup:], desc=f"{label} steps", leave=False):
         for r in runners:  # interleaved: background load hits every implementation alike
-            r.times.append(r.step(video, mask))
+            r.times.append(r.step(*inp))
     rows = []
     for r in runners:
         # Compare with transformers at the same precision.
@@ -177,7 +191,7 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         cfg, batch, steps = configs[name]
-        rows += bench_config(name, cfg, batch, steps, args.warmup, not args.no_compile, args.bf16)
+        rows += bench_config(name, cfg, batch, steps, args.warmup, not args.no_compile, args.bf16, args.dual)
 
     header = (f"{'config':<7} {'impl':<17} {'batch':>5} {'clip':>11} {'ms/step':>9} {'min ms':>8} {'cpu ms':>8} "
               f"{'clips/s':>8} {'x transf.':>9} {'x (min)':>8} {'1st step s':>10}")
@@ -191,9 +205,16 @@ def main(argv=None) -> int:
               f"{r['ms_per_step_min']:>8.1f} {r['cpu_ms_per_step_median']:>8.1f} {r['clips_per_s']:>8.2f} "
               f"{r['speedup_vs_transformers']:>9.2f} {r['speedup_vs_transformers_min']:>8.2f} "
               f"{r['first_step_s']:>10.1f}")
+    for name in names if args.dual else ():
+        plain, dual = (next(r for r in rows if r["config"] == name and r["impl"] == i) for i in ("ours", "ours-dual"))
+        print(f"{name}: dual masking (running-cell decoder mask, ratio {DECODER_RATIO}) takes "
+              f"{plain['ms_per_step_median']:.1f} -> {dual['ms_per_step_median']:.1f} ms/step: "
+              f"x{plain['ms_per_step_median'] / dual['ms_per_step_median']:.2f} median, "
+              f"x{plain['ms_per_step_min'] / dual['ms_per_step_min']:.2f} min")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(), mask_ratio=MASK_RATIO,
+                       decoder_ratio=DECODER_RATIO if args.dual else None,
                        argv=sys.argv[1:], rows=rows), f, indent=2)
     print(f"wrote {args.out}")
     return 0

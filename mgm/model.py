@@ -395,22 +395,37 @@ class VideoMAEPretrain(nn.Module):
         self.apply(_init_xavier)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
-    def forward(self, video: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, video: Tensor, mask: Tensor, decoder_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """video `[B, C, T, H, W]`, mask bool `[B, N]` -> (loss scalar, pred `[B, N_masked, P]`),
-        P = tubelet*patch*patch*C in (tubelet, patch, patch, C) order, masked tokens ascending."""
+        P = tubelet*patch*patch*C in (tubelet, patch, patch, C) order, masked tokens ascending.
+
+        decoder_mask bool `[B, N]` (True = dropped by the decoder; the same count in every clip):
+        VideoMAE V2's dual masking. The decoder then gets mask tokens only at the positions the
+        decoder mask keeps, `[B, N_kept]` ascending, instead of at every masked one, and pred is
+        `[B, N_kept, P]` for those. As in V2 (`forward(x, mask, decode_mask)` and its loss weight
+        `bool_masked_pos[~decode_masked_pos]`), kept positions the encoder saw are decoded too,
+        which keeps the decoder's input the same length in every clip, but only the kept masked
+        ones count in the loss: the mean squared error over (masked & ~decoder_mask) tokens.
+        """
         ids_vis, ids_mask = split_ids(mask)
+        ids_dec = ids_mask if decoder_mask is None else split_ids(decoder_mask)[0]
         patches = patchify(video, self.cfg.tubelet, self.cfg.patch)
         x = self.encoder_to_decoder(self.encoder.forward_patches(patches, ids_vis))
         b = x.shape[0]
         pos = self.decoder_pos_embed.to(x.dtype).expand(b, -1, -1)
         x = torch.cat([x + gather_tokens(pos, ids_vis),
-                       self.mask_token.to(x.dtype) + gather_tokens(pos, ids_mask)], dim=1)
+                       self.mask_token.to(x.dtype) + gather_tokens(pos, ids_dec)], dim=1)
         # The head predicts in the channels-first layout of the targets (its rows permuted, not the
         # [B, n, P] outputs): the loss then reads two contiguous tensors, 3x faster than strided.
-        pred = self.decoder(x, ids_mask.shape[1], channels_first=True)  # [B, n, C*P]
+        pred = self.decoder(x, ids_dec.shape[1], channels_first=True)  # [B, n, C*P]
         with torch.no_grad():
-            target = self._targets(patches, ids_mask)  # [B, n, C, P]
-        loss = F.mse_loss(pred.float(), target.flatten(2))
+            target = self._targets(patches, ids_dec)  # [B, n, C, P]
+        if decoder_mask is None:
+            loss = F.mse_loss(pred.float(), target.flatten(2))
+        else:
+            scored = gather_tokens(mask, ids_dec).float()  # [B, n]: 1 where the encoder did not see it
+            per_token = (pred.float() - target.flatten(2)).pow(2).mean(-1)
+            loss = (per_token * scored).sum() / scored.sum().clamp_min(1.0)
         b, n, c, p = target.shape
         return loss, pixels_last(pred.view(b, n, c, p))
 

@@ -77,7 +77,8 @@ def pretrain_task(cfg: TrainConfig) -> Task:
     from mgm.model import VideoMAEPretrain
 
     def loss(model, batch):
-        return model(batch["video"], batch["mask"])[0]
+        # "decoder_mask" only with data.decoder_mask (VideoMAE V2's dual masking)
+        return model(batch["video"], batch["mask"], batch.get("decoder_mask"))[0]
 
     return Task("pretrain", VideoMAEPretrain(model_config(cfg)), loss)
 
