@@ -61,7 +61,7 @@ def test_two_process_finetune_with_evaluation_exits_cleanly_every_time(tmp_path)
         where = f"run {i + 1} of {RUNS}"
         assert "terminate called" not in p.stderr, f"{where}:\n{p.stderr[-3000:]}"
         assert p.returncode == 0, f"{where}: exit {p.returncode}\n{p.stderr[-3000:]}"
-        assert p.stdout.count("eval at step 2: top-1") == 1, f"{where}:\n{p.stdout}"  # it did evaluate
+        assert p.stdout.count("eval at step 2 (epoch 1/1): top-1") == 1, f"{where}:\n{p.stdout}"  # it did evaluate
         counts = re.findall(r"threads of rank (\d): (-?\d+) at start, (\d+) after the command", p.stderr)
         assert sorted(r for r, _, _ in counts) == ["0", "1"], p.stderr[-3000:]
         for rank, before, after in counts:
