@@ -1,8 +1,13 @@
-"""Clip geometry shared by sampling, masking and the model: the one place tubelet and patch live."""
+"""Clip geometry shared by sampling, masking and the model: the one place tubelet and patch live;
+and the constants every layer shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# ImageNet statistics in [0, 1] pixel units: VideoMAE normalises every clip with them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

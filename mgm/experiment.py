@@ -523,7 +523,8 @@ class Runner:
     def _probe_model(self, init: str | None, seed: int):
         import torch
 
-        from mgm.model import ModelConfig, VideoMAEClassifier, load_encoder_weights
+        from mgm.interop import load_encoder_weights
+        from mgm.model import ModelConfig, VideoMAEClassifier
         from mgm.tasks import state_dict_of
 
         p = self.preset

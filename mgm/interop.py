@@ -19,10 +19,15 @@ table in its state dict (it always uses the sin-cos table of its own geometry).
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mgm.config import Geometry
+from mgm.model import PRESETS, ModelConfig, VideoMAEClassifier, VideoMAEPretrain, sincos_table
 
 # Inside one transformer block: transformers' name -> ours (q/k/v handled separately).
 _HF_BLOCK = {
@@ -89,7 +94,6 @@ def layout_name(checkpoint: dict) -> str:
 def stored_geometry(checkpoint: dict):
     """The clip Geometry a checkpoint of ours was trained at (its `config` dict's data section),
     or None (a foreign file, or a bare state dict)."""
-    from mgm.config import Geometry
 
     config = checkpoint.get("config")
     data = config.get("data") if isinstance(config, dict) else None
@@ -172,7 +176,6 @@ def from_hf(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 def to_hf(state_dict: dict[str, Tensor], *, check_pos: bool = True) -> dict[str, Tensor]:
     """Ours -> transformers VideoMAE names. transformers has no place for a position table: with
     `check_pos` we refuse to export one that is not the sin-cos table it will recompute."""
-    from mgm.model import sincos_table
 
     sd = unwrap(state_dict)
     pos = sd.get("encoder.pos_embed")
@@ -228,7 +231,6 @@ def hf_config_kwargs(cfg, *, pretrain: bool) -> dict:
 
 def config_from_hf(hf_config, **overrides):
     """Our ModelConfig for a `transformers.VideoMAEConfig` (or anything with its attributes)."""
-    from mgm.model import ModelConfig
 
     c = hf_config
     size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
@@ -251,7 +253,6 @@ def to_transformers(model):
     weights (e.g. to `save_pretrained`). Its two eps-1e-5 norms are set to our eps, so outputs match."""
     import transformers
 
-    from mgm.model import VideoMAEPretrain
 
     pretrain = isinstance(model, VideoMAEPretrain)
     cls = transformers.VideoMAEForPreTraining if pretrain else transformers.VideoMAEForVideoClassification
@@ -271,7 +272,6 @@ def to_transformers(model):
 
 def from_transformers(hf_model):
     """Our VideoMAEPretrain / VideoMAEClassifier with a transformers VideoMAE model's weights."""
-    from mgm.model import VideoMAEClassifier, VideoMAEPretrain, load_encoder_weights
 
     cfg = config_from_hf(hf_model.config)
     if hasattr(hf_model, "decoder"):
@@ -284,3 +284,123 @@ def from_transformers(hf_model):
         model = VideoMAEClassifier(cfg)
         load_encoder_weights(model, hf_model.state_dict(), head=hasattr(hf_model, "classifier"))
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading an encoder from any layout, position tables on another grid
+
+
+def interpolate_pos_embed(pos: Tensor, old_grid: tuple[int, int, int], new_grid: tuple[int, int, int]) -> Tensor:
+    """Resample a position table `[1, N_old, D]` laid out on `old_grid` (T', H', W') to `new_grid`:
+    `[1, N_new, D]`, trilinear over token centres.
+
+    Why interpolate a fixed table instead of recomputing it: VideoMAE's table is 1-D over the
+    flattened tokens, so recomputing it for another grid gives each (t, h, w) a different code
+    than the one the weights were trained with; resampling keeps each place's code.
+    """
+    d = pos.shape[-1]
+    if pos.shape[-2] != math.prod(old_grid):
+        raise ValueError(f"position table has {pos.shape[-2]} tokens, grid {old_grid} has {math.prod(old_grid)}")
+    x = pos.reshape(1, *old_grid, d).permute(0, 4, 1, 2, 3).float()
+    x = F.interpolate(x, size=tuple(new_grid), mode="trilinear", align_corners=False)
+    return x.permute(0, 2, 3, 4, 1).reshape(1, -1, d).to(pos.dtype)
+
+
+def infer_grid(num_tokens: int, tubelet: int, patch: int,
+               model_grid: tuple[int, int, int]) -> tuple[tuple[int, int, int], str]:
+    """Token grid (T', H', W') of a foreign position table of `num_tokens` rows, and how it was read.
+
+    Foreign files say nothing of their clip shape, so try, in order: VideoMAE's (and V2's) 16-frame
+    clips with square frames (1568 = 8x14x14: 16 frames of 224 px, tubelet 2, patch 16); the
+    model's T' with square frames; the model's H' x W'. Raises ValueError saying what to set.
+    """
+    t, h, w = model_grid
+    tries = [(16 // tubelet, "16-frame clips, as VideoMAE pre-trains")] if 16 % tubelet == 0 else []
+    for slots, why in tries + [(t, "the model's frame count")]:
+        side = math.isqrt(num_tokens // slots)
+        if side * side * slots == num_tokens:
+            return (slots, side, side), f"{slots * tubelet} frames of {side * patch} px, assuming {why}"
+    if num_tokens % (h * w) == 0:
+        return (num_tokens // (h * w), h, w), f"{num_tokens // (h * w) * tubelet} frames of the model's size"
+    raise ValueError(f"cannot infer the clip shape of a {num_tokens}-token position table (tubelet {tubelet}, "
+                     f"patch {patch}): set data.num_frames and data.size to the checkpoint's "
+                     f"(or pass old_grid to load_encoder_weights)")
+
+
+def _encoder_shape(sd: dict) -> dict:
+    """Width, depth, tubelet and patch of the encoder in a state dict with our names."""
+    w = sd["encoder.patch_embed.proj.weight"]  # Conv3d [D, C, tubelet, patch, patch]
+    if w.dim() != 5:  # e.g. an image ViT's Conv2d
+        raise ValueError(f"patch embedding of shape {tuple(w.shape)} is not a video tubelet embedding (Conv3d)")
+    blocks = {int(k.split(".")[2]) for k in sd if k.startswith("encoder.blocks.")}
+    return dict(width=w.shape[0], depth=max(blocks, default=-1) + 1, tubelet=w.shape[2], patch=w.shape[3])
+
+
+def _check_shape(sd: dict, cfg: ModelConfig) -> None:
+    """One line saying what to set when the checkpoint's encoder is not the model's."""
+    have = _encoder_shape(sd)
+    want = dict(width=cfg.embed_dim, depth=cfg.depth, tubelet=cfg.tubelet, patch=cfg.patch)
+    if have == want:
+        return
+    todo = []
+    if (have["width"], have["depth"]) != (want["width"], want["depth"]):
+        preset = next((n for n, p in PRESETS.items() if (p["embed_dim"], p["depth"]) == (have["width"], have["depth"])),
+                      None)
+        todo.append(f"model.preset={preset}" if preset else "a model preset of that width and depth")
+    todo += [f"data.{k}={have[k]}" for k in ("tubelet", "patch") if have[k] != want[k]]
+    show = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
+    raise ValueError(f"checkpoint encoder has {show(have)}; the model {show(want)}: set {' and '.join(todo)}")
+
+
+def load_encoder_weights(model: nn.Module, state_dict: dict, *, head: bool = False,
+                         old_grid: tuple[int, int, int] | None = None, say=None) -> list[str]:
+    """Load the encoder of a checkpoint into `model` (a VideoMAEClassifier or VideoMAEPretrain).
+
+    `state_dict` may be in any layout of mgm.interop.to_ours (ours, MCG-NJU, VideoMAE V2,
+    transformers 4 or 5). The decoder is dropped; the encoder's final norm is dropped when the
+    model has none (mean pooling, as VideoMAE fine-tuning does). With `head=True` fc_norm and head
+    are loaded too (a fine-tuned checkpoint, same classes).
+
+    Position table: a missing one keeps the model's sin-cos table (as VideoMAE and transformers
+    do). One laid out on another grid is resampled: `old_grid` is the checkpoint's (T', H', W')
+    (for ours, from its stored config), else it is inferred from the table's length (`infer_grid`).
+    `say(message)` is told what was inferred / resampled.
+
+    Raises ValueError (one line) for any encoder weight the model needs and the checkpoint lacks
+    (never left at its initial value), for encoder weights the model has no place for, and for
+    shape mismatches. Returns the names in the checkpoint that were not loaded.
+    """
+    say = say or (lambda message: None)
+    sd = to_ours(state_dict)
+    target = model.state_dict()
+    wanted = [k for k in target if k.startswith("encoder.") or (head and k.startswith(("fc_norm.", "head.")))]
+    if "encoder.patch_embed.proj.weight" in sd:  # another model size: say which, not what it lacks
+        _check_shape(sd, model.cfg)
+    missing = [k for k in wanted if k not in sd and k != "encoder.pos_embed"]  # model order: blocks.0 first
+    if missing:
+        raise ValueError(f"{layout_name(state_dict)} checkpoint lacks {len(missing)} weights the model needs, "
+                         f"first {missing[0]!r}")
+    final_norm = "encoder.norm.weight" in target
+    extra = [k for k in sd if k.startswith("encoder.") and k not in target
+             and (final_norm or not k.startswith("encoder.norm."))]
+    if extra:  # e.g. V2's cosine-attention `attn.scale`: dropping it would change the features
+        raise ValueError(f"checkpoint has {len(extra)} encoder weights this model has no place for, first {extra[0]!r}")
+    load = {k: sd[k] for k in wanted if k in sd}
+    pos, grid = load.get("encoder.pos_embed"), model.encoder.grid
+    if pos is not None and (pos.shape != target["encoder.pos_embed"].shape or (old_grid and tuple(old_grid) != grid)):
+        if pos.shape[-1] != model.cfg.embed_dim:
+            raise ValueError(f"position table width {pos.shape[-1]} != model width {model.cfg.embed_dim}")
+        if old_grid is None:
+            old_grid, how = infer_grid(pos.shape[-2], model.cfg.tubelet, model.cfg.patch, grid)
+            say(f"position table of {pos.shape[-2]} tokens read as grid {old_grid} ({how})")
+        load["encoder.pos_embed"] = interpolate_pos_embed(pos, tuple(old_grid), grid)
+        say(f"position table resampled from grid {tuple(old_grid)} to the model's {grid}")
+    for k, v in load.items():
+        if v.shape != target[k].shape:
+            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} != model shape {tuple(target[k].shape)}")
+    biases = [v for k, v in load.items() if k.endswith(("attn.q_bias", "attn.v_bias"))]
+    if biases and not any(bool(b.any()) for b in biases):
+        say("warning: every q/v attention bias in the checkpoint is zero (an untrained model, or a file "
+            "re-saved by a transformers version that dropped the hub's q_bias / v_bias)")
+    model.load_state_dict(load, strict=False)
+    return sorted(sd.keys() - load.keys())

@@ -88,3 +88,19 @@ class CosineSchedule:
 
     def load_state_dict(self, state: dict) -> None:
         self.step_index = int(state["step_index"])
+
+
+def layer_id(name: str, num_layers: int) -> int:
+    """Depth group of a parameter for layer-wise lr decay, as VideoMAE's `get_num_layer_for_vit`.
+
+    `num_layers` is the number of encoder blocks (cfg.depth). Returns 0 for the patch / position
+    embeddings and the mask token, i + 1 for encoder block i, and num_layers + 1 for everything
+    after the encoder (final norm, fc_norm, head). The usual scale is
+    `decay ** (num_layers + 1 - layer_id(name, num_layers))`.
+    """
+    name = name.removeprefix("module.").removeprefix("_orig_mod.").removeprefix("encoder.")
+    if name.startswith(("patch_embed", "pos_embed", "mask_token", "cls_token")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return num_layers + 1

@@ -28,7 +28,7 @@ def reconstruct_frames(model, frames: np.ndarray, mask: np.ndarray) -> np.ndarra
     in [0, 1] (visible tubelets copied, masked ones predicted)."""
     import torch
 
-    from mgm.model import IMAGENET_MEAN, IMAGENET_STD
+    from mgm.config import IMAGENET_MEAN, IMAGENET_STD
 
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)

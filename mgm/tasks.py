@@ -60,7 +60,7 @@ def init_encoder(model: nn.Module, path: str) -> None:
     position table for another frame count / size is resampled from that grid; for foreign files
     the grid is inferred and reported. Every failure is one MGMError line naming the file."""
     from mgm.interop import stored_geometry
-    from mgm.model import load_encoder_weights
+    from mgm.interop import load_encoder_weights
 
     state = load_checkpoint(path)
     weights, geometry = _weights_of(state, path), stored_geometry(state)
@@ -85,7 +85,8 @@ def pretrain_task(cfg: TrainConfig) -> Task:
 
 def finetune_task(cfg: TrainConfig, num_classes: int) -> Task:
     """Classifier with layer-wise lr decay, drop path, label smoothing and optional mixup / cutmix."""
-    from mgm.model import VideoMAEClassifier, layer_id
+    from mgm.model import VideoMAEClassifier
+    from mgm.optim import layer_id
 
     model = VideoMAEClassifier(model_config(cfg, num_classes))
     if cfg.model.init:

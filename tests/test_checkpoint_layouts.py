@@ -15,7 +15,8 @@ import torch
 
 from mgm import interop
 from mgm.errors import MGMError
-from mgm.model import ModelConfig, VideoMAEClassifier, infer_grid, interpolate_pos_embed, load_encoder_weights
+from mgm.interop import infer_grid, interpolate_pos_embed, load_encoder_weights
+from mgm.model import ModelConfig, VideoMAEClassifier
 from mgm.tasks import init_encoder
 
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,8 @@ from mgm.data.dataset import build_dataset as build_video_dataset, collate_views
 from mgm.data.lists import Sample
 from mgm.data.memory import DecodedSplit, MemoryClips
 from mgm.masking import build_mask_generator
-from mgm.model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, VideoMAEPretrain
+from mgm.config import IMAGENET_MEAN, IMAGENET_STD
+from mgm.model import ModelConfig, VideoMAEPretrain
 
 GEO = Geometry(num_frames=8, size=32, tubelet=2, patch=8)  # grid 4 x 4 x 4 = 64 tokens
 N = GEO.num_tokens

@@ -53,7 +53,8 @@ def test_cosine_schedule_values_and_lr_scale():
 
 
 def test_layer_decay_groups_of_the_classifier():
-    from mgm.model import ModelConfig, VideoMAEClassifier, layer_id
+    from mgm.model import ModelConfig, VideoMAEClassifier
+    from mgm.optim import layer_id
 
     model = VideoMAEClassifier(ModelConfig.from_preset("tiny", img_size=32, num_frames=4, num_classes=5))
     depth = model.cfg.depth  # 4

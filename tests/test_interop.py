@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mgm import interop
-from mgm.model import ModelConfig, VideoMAEClassifier, VideoMAEPretrain, load_encoder_weights
+from mgm.interop import load_encoder_weights
+from mgm.model import ModelConfig, VideoMAEClassifier, VideoMAEPretrain
 
 transformers = pytest.importorskip("transformers")
 

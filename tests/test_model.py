@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mgm.model import (IMAGENET_MEAN, IMAGENET_STD, Attention, ModelConfig, VideoMAEClassifier, VideoMAEEncoder,
-                       VideoMAEPretrain, interpolate_pos_embed, layer_id, load_encoder_weights, patchify,
+from mgm.config import IMAGENET_MEAN, IMAGENET_STD
+from mgm.interop import interpolate_pos_embed, load_encoder_weights
+from mgm.model import (Attention, ModelConfig, VideoMAEClassifier, VideoMAEEncoder, VideoMAEPretrain, patchify,
                        sincos_table, split_ids, unpatchify)
+from mgm.optim import layer_id
 
 
 def cfg(**kw) -> ModelConfig:

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from mgm import codec
-from mgm.config import Geometry
+from mgm.config import IMAGENET_MEAN, IMAGENET_STD, Geometry
 from mgm.data.lists import read_list
 from mgm.errors import MGMError, warnings_about
 from mgm.files import os_error, temp_name
-from mgm.model import IMAGENET_MEAN, IMAGENET_STD
 from mgm.motion import accumulate, resample_to_grid
 
 

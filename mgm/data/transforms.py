@@ -22,10 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mgm.config import Geometry
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from mgm.config import IMAGENET_MEAN, IMAGENET_STD, Geometry
 SCALES = (1.0, 0.875, 0.75, 0.66)
 CROPS = ("multiscale", "center", "three", "resize")
 
