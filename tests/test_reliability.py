@@ -24,34 +24,10 @@ from mgm.engine import NonFiniteLossError
 from mgm.errors import MGMError
 from mgm.train_config import load_config
 from mgm.trainer import Task, fit
+from test_engine import Batches as Pairs  # regression data: item i is x_i [3] -> y_i [1]
+from test_engine import _mse, one_thread  # noqa: F401  (autouse: tiny models run on one thread)
 
 CLI = [sys.executable, "-c", "import sys; from mgm.cli import main; sys.exit(main(sys.argv[1:]))"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Pairs(torch.utils.data.Dataset):
-    """Regression data: item i is x_i [3] -> y_i [1]."""
-
-    def __init__(self, n=16):
-        g = torch.Generator().manual_seed(0)
-        self.x, self.y = torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return {"x": self.x[i], "y": self.y[i], "index": i}
-
-
-def _mse(model, batch):
-    return (model(batch["x"]) - batch["y"]).square().mean()
 
 
 def _cfg(tmp_path, *extra):
