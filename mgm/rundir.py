@@ -44,6 +44,8 @@ def claim(run_dir: str | Path, *, fresh: bool, overwrite: bool = False) -> RunDi
     """Claim `run_dir` for this process; see the module docstring. fresh: the run starts from
     step 0 (no resume). Raises MGMError (one line, the directory unchanged) when it cannot."""
     run_dir = Path(run_dir)
+    if fresh and not overwrite:
+        _check_fresh(run_dir, overwrite)  # before the lock file: a refused run creates nothing
     lock = run_dir / LOCK
     make_parent(lock)
     try:

@@ -186,6 +186,11 @@ def test_a_fresh_run_into_a_used_run_dir_refuses_and_changes_nothing(tmp_path):
         fit(_cfg(tmp_path, "optim.epochs=1"), Task("pretrain", nn.Linear(3, 1), _mse), Pairs())
     assert "already holds a run" in str(e.value) and "--resume auto" in str(e.value) and "--overwrite" in str(e.value)
     assert _snapshot(tmp_path / "t") == before
+    (tmp_path / "t" / ".lock").unlink()  # a run directory written before the lock existed
+    before = _snapshot(tmp_path / "t")
+    with pytest.raises(MGMError, match="already holds a run"):
+        fit(_cfg(tmp_path, "optim.epochs=1"), Task("pretrain", nn.Linear(3, 1), _mse), Pairs())
+    assert _snapshot(tmp_path / "t") == before  # not even a lock file
     # the explicit overwrite replaces the old run: its log and checkpoints are this run's only
     fit(_cfg(tmp_path, "optim.epochs=1", "run.overwrite=true"), Task("pretrain", nn.Linear(3, 1), _mse), Pairs())
     from mgm.runlog import read_log
