@@ -11,7 +11,7 @@ backgrounds, shapes, colours, speeds): transfer in miniature.
 Every unit of work (a pre-training run, a fine-tuning run, a probe) stores its result as JSON under
 OUT/results/ and is skipped when that file exists, so an interrupted experiment continues where it
 stopped (`mgm experiment masking --preset small` again). Training uses mgm's own engine
-(mgm.tasks.run_training), on clips decoded once into memory (mgm.data.memory).
+(mgm.train.tasks.run_training), on clips decoded once into memory (mgm.data.memory).
 
 Choices are made on the benchmark's `dev` split; the table reports the `val` split.
 """
@@ -372,7 +372,7 @@ class Runner:
 
     # -- configs
     def _config(self, command: str, name: str, data_root: Path, tlist: Path, seed: int, **sections):
-        from mgm.train_config import load_config
+        from mgm.train.config import load_config
 
         p = self.preset
         base = {
@@ -393,7 +393,7 @@ class Runner:
         the curve's). -> {"checkpoints": {step: path}} at the `curve` points: each fraction is
         rounded to the nearest epoch end (the last to the last step), so a new curve reuses a
         finished pre-training."""
-        from mgm.checkpoint import checkpoint_path, list_checkpoints
+        from mgm.train.checkpoint import checkpoint_path, list_checkpoints
 
         key = f"pretrain/{arm.name}/s{seed}"
         p = self.preset
@@ -413,7 +413,7 @@ class Runner:
                 raise MGMError(f"{missing[0]}: checkpoint of the finished pre-training {arm.name} s{seed} "
                                f"is gone; delete {self._result_path(key)} to pre-train again")
             return res if res["checkpoints"] == ckpts else self._store(key, {**res, "checkpoints": ckpts})
-        from mgm.tasks import run_training
+        from mgm.train.tasks import run_training
 
         epochs = -(-p.pretrain_steps // per_epoch)
         cfg = self._config("pretrain", run_dir.name, root, root / "train.txt", seed,
@@ -458,7 +458,7 @@ class Runner:
         key = f"finetune/{variant}/{tag}/f{frac:g}/s{seed}"
         if self.done(key):
             return self.result(key)
-        from mgm.tasks import run_training
+        from mgm.train.tasks import run_training
 
         p = self.preset
         root = self.roots[variant]
@@ -525,7 +525,7 @@ class Runner:
 
         from mgm.interop import load_encoder_weights
         from mgm.model import ModelConfig, VideoMAEClassifier
-        from mgm.tasks import state_dict_of
+        from mgm.train.tasks import state_dict_of
 
         p = self.preset
         torch.manual_seed(seed)

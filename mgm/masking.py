@@ -151,7 +151,7 @@ class MaskGenerator:
     needs_motion = False
     # VideoMAE V2's dual masking: a second, motion-free generator whose mask (drawn from the same
     # rng, after this one's) says which tokens the decoder drops; the datasets emit it as
-    # "decoder_mask". Not a field: set by mgm.train_data.mask_generator, None = off.
+    # "decoder_mask". Not a field: set by mgm.train.datasets.mask_generator, None = off.
     decoder = None
 
     def __post_init__(self):

@@ -10,9 +10,9 @@ from mgm.errors import MGMError
 def load_pretrained(path):
     """(VideoMAEPretrain in eval mode, its Geometry) from one of our pre-training checkpoints."""
     from mgm.model import VideoMAEPretrain
-    from mgm.tasks import model_config, state_dict_of
-    from mgm.train_config import load_config
-    from mgm.checkpoint import load_checkpoint
+    from mgm.train.tasks import model_config, state_dict_of
+    from mgm.train.config import load_config
+    from mgm.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     if state.get("task") != "pretrain" or "config" not in state:

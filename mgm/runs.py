@@ -1,9 +1,9 @@
-"""Every training run at a glance: read back from the run directories' `log.jsonl` (see mgm.runlog).
+"""Every training run at a glance: read back from the run directories' `log.jsonl` (see mgm.train.log).
 
 A run directory is any folder holding a `log.jsonl` written by `fit`. Its summary: the command,
 the recipe's essentials, steps done / planned, the last training loss, the best and last
 evaluation, its state and how long ago it last wrote. State: "running" while a process holds the
-run directory's lock (mgm.rundir), else "finished" (all planned steps), "stopped" (a signal, or a
+run directory's lock (mgm.train.rundir), else "finished" (all planned steps), "stopped" (a signal, or a
 process that ended without finishing), "diverged" (a NaN / inf), or "failed" (another error).
 """
 
@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mgm.errors import MGMError
-from mgm.rundir import LOCK
-from mgm.runlog import read_log
+from mgm.train.rundir import LOCK
+from mgm.train.log import read_log
 
 
 @dataclass

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from mgm import checkpoint as C
+from mgm.train import checkpoint as C
 from mgm.errors import MGMError
-from mgm.optim import CosineSchedule, build_optimizer
+from mgm.train.optim import CosineSchedule, build_optimizer
 
 
 def _tiny_setup(seed=0):

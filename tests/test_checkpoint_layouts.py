@@ -17,7 +17,7 @@ from mgm import interop
 from mgm.errors import MGMError
 from mgm.interop import infer_grid, interpolate_pos_embed, load_encoder_weights
 from mgm.model import ModelConfig, VideoMAEClassifier
-from mgm.tasks import init_encoder
+from mgm.train.tasks import init_encoder
 
 transformers = pytest.importorskip("transformers")
 
@@ -225,8 +225,8 @@ def test_our_checkpoint_resamples_its_table_from_its_stored_geometry(tmp_path):
     """model.init with one of our pre-training checkpoints at another frame count and size: the
     grid comes from the checkpoint's config (the table's length alone could not tell it)."""
     from mgm.model import VideoMAEPretrain
-    from mgm.tasks import finetune_task, model_config
-    from mgm.train_config import load_config
+    from mgm.train.tasks import finetune_task, model_config
+    from mgm.train.config import load_config
 
     pre_cfg = load_config("pretrain", overrides=["model.preset=nano", "data.num_frames=8", "data.size=64"])
     src = VideoMAEPretrain(model_config(pre_cfg))

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgm.train_config import load_config
+from mgm.train.config import load_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -17,7 +17,7 @@ def test_there_are_pretrain_and_finetune_configs_for_both_datasets():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_loads_and_builds_its_model_and_masks(path):
     from mgm.masking import build_mask_generator
-    from mgm.tasks import model_config
+    from mgm.train.tasks import model_config
 
     command = "pretrain" if path.stem.endswith("pretrain") else "finetune"
     cfg = load_config(command, path)  # every key must exist

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from mgm import checkpoint as C
-from mgm.tasks import pretrain_task
-from mgm.train_config import load_config
-from mgm.distributed import DistInfo, ShardedSampler, all_reduce_mean, init_distributed, wrap_ddp
+from mgm.train import checkpoint as C
+from mgm.train.tasks import pretrain_task
+from mgm.train.config import load_config
+from mgm.train.distributed import DistInfo, ShardedSampler, all_reduce_mean, init_distributed, wrap_ddp
 
 
 def test_sharded_sampler_two_ranks_cover_each_global_batch_like_one_rank():

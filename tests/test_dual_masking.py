@@ -121,8 +121,8 @@ def test_running_cell_decoder_mask_keeps_the_expected_count():
 
 
 def generator_with_decoder():
-    from mgm.train_config import load_config
-    from mgm.train_data import mask_generator
+    from mgm.train.config import load_config
+    from mgm.train.datasets import mask_generator
 
     cfg = load_config("pretrain", None, ["data.num_frames=8", "data.size=32", "data.patch=8", "data.mask=tube",
                                          "data.mask_ratio=0.75", "data.decoder_mask=running-cell"])
@@ -137,7 +137,7 @@ def check_items(items, gen):
 
 
 def test_random_clips_emit_it_and_keep_their_encoder_masks():
-    from mgm.train_data import RandomClips
+    from mgm.train.datasets import RandomClips
 
     gen = generator_with_decoder()
     assert gen.decoder.name == "running-cell" and gen.decoder.num_masked == 32
@@ -169,8 +169,8 @@ def test_video_dataset_emits_it_and_collates_views(num_sample):
 
 def test_motion_decoder_masks_are_refused():
     from mgm.errors import MGMError
-    from mgm.train_config import load_config
-    from mgm.train_data import mask_generator
+    from mgm.train.config import load_config
+    from mgm.train.datasets import mask_generator
 
     cfg = load_config("pretrain", None, ["data.decoder_mask=mgm"])
     with pytest.raises(MGMError, match="needs motion"):

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from mgm import checkpoint as C
-from mgm.engine import (NonFiniteLossError, evaluate, make_scaler, resolve_precision, topk_correct,
+from mgm.train import checkpoint as C
+from mgm.train.loop import (NonFiniteLossError, evaluate, make_scaler, resolve_precision, topk_correct,
                         train_one_epoch)
 from mgm.errors import MGMError
-from mgm.mixup import mix_batch, smooth_one_hot, soft_cross_entropy
-from mgm.optim import CosineSchedule, build_optimizer, param_groups, scaled_lr
-from mgm.train_config import load_config
-from mgm.trainer import Task, fit
+from mgm.train.mixup import mix_batch, smooth_one_hot, soft_cross_entropy
+from mgm.train.optim import CosineSchedule, build_optimizer, param_groups, scaled_lr
+from mgm.train.config import load_config
+from mgm.train.fit import Task, fit
 
 CPU = torch.device("cpu")
 
@@ -54,7 +54,7 @@ def test_cosine_schedule_values_and_lr_scale():
 
 def test_layer_decay_groups_of_the_classifier():
     from mgm.model import ModelConfig, VideoMAEClassifier
-    from mgm.optim import layer_id
+    from mgm.train.optim import layer_id
 
     model = VideoMAEClassifier(ModelConfig.from_preset("tiny", img_size=32, num_frames=4, num_classes=5))
     depth = model.cfg.depth  # 4
@@ -181,14 +181,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     last = C.load_checkpoint(tmp_path / "t" / "ckpt-00000004.pt")
     assert all(torch.isfinite(v).all() for v in last["model"].values())
     assert all(torch.isfinite(p).all() for p in task.model.parameters())  # no NaN step was applied
-    from mgm.runlog import read_log
+    from mgm.train.log import read_log
 
     error = read_log(tmp_path / "t" / "log.jsonl")[-1]
     assert error["event"] == "error" and error["last_checkpoint"].endswith("ckpt-00000004.pt")
 
 
 def test_fit_prints_base_and_scaled_lr_and_logs_jsonl(tmp_path, capsys):
-    from mgm.runlog import read_log
+    from mgm.train.log import read_log
 
     cfg = _tiny_cfg(tmp_path, "optim.accum_steps=2", "run.log_every=1")
     torch.manual_seed(0)
@@ -297,7 +297,7 @@ def test_cutmix_target_weight_is_the_kept_area():
 # ---------------------------------------------------------------------------------------------
 
 def test_linear_probe_freezes_the_encoder_and_normalises_without_affine():
-    from mgm.tasks import linprobe_task
+    from mgm.train.tasks import linprobe_task
 
     cfg = load_config("linprobe", overrides=["data.num_frames=4", "data.size=32", "model.pooling=slots"])
     torch.manual_seed(0)
@@ -374,7 +374,7 @@ def test_cli_chain_on_synthetic_h264_videos(tmp_path, capsys):
     import numpy as np
 
     from mgm.cli import main
-    from mgm.runlog import read_log
+    from mgm.train.log import read_log
 
     syn, runs = tmp_path / "syn", tmp_path / "runs"
     assert main(["synth", str(syn), "--preset", "tiny"]) == 0
@@ -406,8 +406,8 @@ def test_cli_chain_on_synthetic_h264_videos(tmp_path, capsys):
     val_labels = [int(line.split()[1]) for line in (syn / "val.txt").read_text().splitlines()]
     assert feats.shape == (24, 192) and labels.tolist() == val_labels
     from mgm.model import VideoMAEClassifier
-    from mgm.tasks import init_encoder, model_config
-    from mgm.train_data import build_dataset
+    from mgm.train.tasks import init_encoder, model_config
+    from mgm.train.datasets import build_dataset
 
     cfg = load_config("features", overrides=[o for o in data if o != "--set"])
     enc = VideoMAEClassifier(model_config(cfg, 0))
@@ -421,7 +421,7 @@ def test_cli_chain_on_synthetic_h264_videos(tmp_path, capsys):
 def test_finetune_and_linprobe_learn_a_separable_task(tmp_path):
     """RandomClips carry a per-class pattern under noise: training must find it (and a probe on a
     random frozen encoder must too), while an untrained head is at chance."""
-    from mgm.tasks import run_training
+    from mgm.train.tasks import run_training
 
     common = [f"run.out_dir={tmp_path}", "data.source=random", "data.num_frames=4", "data.size=32",
               "data.random_len=32", "data.batch_size=4", "run.progress=false", "data.num_classes=4"]

@@ -209,8 +209,8 @@ def test_linear_probe_reads_a_linear_signal_and_not_noise():
 
 
 def test_plain_pixel_target_reaches_the_model():
-    from mgm.tasks import model_config
-    from mgm.train_config import load_config
+    from mgm.train.tasks import model_config
+    from mgm.train.config import load_config
 
     assert model_config(load_config("pretrain")).norm_pix_loss is True
     cfg = load_config("pretrain", overrides=["model.norm_pix_loss=false"])
@@ -407,7 +407,7 @@ def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp
         Runner(out, mean)
     assert (out / "recipe.json").read_text() == "{"  # kept as it was: nothing lost
     seen = []
-    monkeypatch.setattr("mgm.tasks.run_training", lambda command, cfg: seen.append(cfg) or {"eval": {"top1": 9.0}})
+    monkeypatch.setattr("mgm.train.tasks.run_training", lambda command, cfg: seen.append(cfg) or {"eval": {"top1": 9.0}})
     root = tmp_path / "data"
     root.mkdir()
     (root / "train.txt").write_text("".join(f"v{i}.mp4 {i % 2}\n" for i in range(40)))
@@ -441,7 +441,7 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
          "checkpoints": {s: str(theirs / f"ckpt-{int(s):08d}.pt") for s in ("6", "12")}}))
 
     trained = []
-    monkeypatch.setattr("mgm.tasks.run_training", lambda command, cfg: trained.append(cfg.run.name) or 1 / 0)
+    monkeypatch.setattr("mgm.train.tasks.run_training", lambda command, cfg: trained.append(cfg.run.name) or 1 / 0)
     out = tmp_path / "slots"
     runner = Runner(out, replace(smoke, finetune_pooling="slots"), pretrained=src)
     assert runner.data == src / "data"  # the pre-trainings' clips unless --data
@@ -476,7 +476,7 @@ def test_a_preset_without_every_epoch_keeps_only_curve_checkpoints(tmp_path):
     5.7 GB in runs/demo); the others keep every epoch end, so a new curve point reuses them."""
     from dataclasses import replace
 
-    from mgm.checkpoint import list_checkpoints
+    from mgm.train.checkpoint import list_checkpoints
     from mgm.experiment import Runner
 
     assert PRESETS["demo"].keep_every_epoch is False and PRESETS["small"].keep_every_epoch

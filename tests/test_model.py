@@ -11,7 +11,7 @@ from mgm.config import IMAGENET_MEAN, IMAGENET_STD
 from mgm.interop import interpolate_pos_embed, load_encoder_weights
 from mgm.model import (Attention, ModelConfig, VideoMAEClassifier, VideoMAEEncoder, VideoMAEPretrain, patchify,
                        sincos_table, split_ids, unpatchify)
-from mgm.optim import layer_id
+from mgm.train.optim import layer_id
 
 
 def cfg(**kw) -> ModelConfig:

@@ -12,7 +12,7 @@ import torch
 from mgm.cli import main
 from mgm.config import Geometry
 from mgm.data.dataset import build_dataset, collate_views
-from mgm.runlog import read_log
+from mgm.train.log import read_log
 
 G = Geometry(num_frames=4, size=32, tubelet=2, patch=16)
 

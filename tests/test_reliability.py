@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from mgm import checkpoint as C
+from mgm.train import checkpoint as C
 from mgm import files
 from mgm.cli import main
-from mgm.engine import NonFiniteLossError
+from mgm.train.loop import NonFiniteLossError
 from mgm.errors import MGMError
-from mgm.train_config import load_config
-from mgm.trainer import Task, fit
+from mgm.train.config import load_config
+from mgm.train.fit import Task, fit
 from test_engine import Batches as Pairs  # regression data: item i is x_i [3] -> y_i [1]
 from test_engine import _mse, one_thread  # noqa: F401  (autouse: tiny models run on one thread)
 
@@ -193,14 +193,14 @@ def test_a_fresh_run_into_a_used_run_dir_refuses_and_changes_nothing(tmp_path):
     assert _snapshot(tmp_path / "t") == before  # not even a lock file
     # the explicit overwrite replaces the old run: its log and checkpoints are this run's only
     fit(_cfg(tmp_path, "optim.epochs=1", "run.overwrite=true"), Task("pretrain", nn.Linear(3, 1), _mse), Pairs())
-    from mgm.runlog import read_log
+    from mgm.train.log import read_log
 
     assert [r["event"] for r in read_log(tmp_path / "t" / "log.jsonl")].count("start") == 1
     assert [p.name for p in C.list_checkpoints(tmp_path / "t")] == ["ckpt-00000008.pt"]
 
 
 def test_a_second_concurrent_run_is_refused(tmp_path):
-    from mgm import rundir
+    from mgm.train import rundir
 
     held = rundir.claim(tmp_path / "t", fresh=True)  # another process's run, as far as flock is concerned
     try:
@@ -397,7 +397,7 @@ def test_skipped_bad_videos_are_in_log_jsonl_and_nothing_is_left_in_tmp(square_c
     import glob
     import tempfile
 
-    from mgm.runlog import read_log
+    from mgm.train.log import read_log
 
     lst = tmp_path / "train.txt"
     lst.write_text(f"{square_clip[0]} 0\n{tmp_path}/gone.mp4 1\n")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from mgm import checkpoint as C
+from mgm.train import checkpoint as C
 from mgm.cli import main
-from mgm.runlog import read_log
+from mgm.train.log import read_log
 
 TINY = ["--set", "data.source=random", "--set", "data.num_frames=4", "--set", "data.size=32",
         "--set", "data.batch_size=4", "--set", "data.random_len=18", "--set", "data.num_classes=3",
@@ -67,7 +67,8 @@ def _json(root) -> str:
 
 
 def test_runs_states_running_stopped_diverged(tmp_path):
-    from mgm import rundir, runs
+    from mgm import runs
+    from mgm.train import rundir
 
     common = TINY + ["--set", f"run.out_dir={tmp_path}"]
     assert main(["pretrain", *common, "--name", "cut", "--set", "optim.epochs=3", "--set", "optim.max_steps=4"]) == 0
@@ -166,7 +167,7 @@ def importlib_available(name: str) -> bool:
 
 
 def test_top5_only_with_more_than_five_classes():
-    from mgm.engine import evaluate
+    from mgm.train.loop import evaluate
 
     class Logits(torch.utils.data.Dataset):
         def __init__(self, k):

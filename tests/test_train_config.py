@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mgm.errors import MGMError
-from mgm.train_config import TrainConfig, load_config, parse_override
+from mgm.train.config import TrainConfig, load_config, parse_override
 
 
 def test_precedence_defaults_then_command_then_yaml_then_set(tmp_path):

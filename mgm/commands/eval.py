@@ -21,13 +21,13 @@ def add_arguments(parser):
 def run(args):
     import json
 
-    from mgm import distributed as D
-    from mgm.engine import resolve_precision
+    from mgm.train import distributed as D
+    from mgm.train.loop import resolve_precision
     from mgm.errors import MGMError
     from mgm.files import write_text
-    from mgm.tasks import restore_classifier
-    from mgm.train_data import build_dataset
-    from mgm.trainer import format_scores, run_evaluation, setup
+    from mgm.train.tasks import restore_classifier
+    from mgm.train.datasets import build_dataset
+    from mgm.train.fit import format_scores, run_evaluation, setup
 
     cfg, task = restore_classifier(args.checkpoint, args.config, args.overrides)
     info = setup(cfg)

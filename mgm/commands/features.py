@@ -27,15 +27,15 @@ def run(args):
 
     import numpy as np
 
-    from mgm.checkpoint import load_checkpoint
-    from mgm.engine import extract_features, resolve_precision
+    from mgm.train.checkpoint import load_checkpoint
+    from mgm.train.loop import extract_features, resolve_precision
     from mgm.files import atomic_write
     from mgm.errors import MGMError
     from mgm.model import VideoMAEClassifier
-    from mgm.tasks import init_encoder, model_config, restore_classifier
-    from mgm.train_config import load_config
-    from mgm.train_data import build_dataset
-    from mgm.trainer import make_loader, setup
+    from mgm.train.tasks import init_encoder, model_config, restore_classifier
+    from mgm.train.config import load_config
+    from mgm.train.datasets import build_dataset
+    from mgm.train.fit import make_loader, setup
 
     state = load_checkpoint(args.checkpoint)
     if state.get("task") in ("finetune", "linprobe"):

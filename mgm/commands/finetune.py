@@ -13,14 +13,14 @@ HELP = "fine-tune an encoder with a classification head (layer decay, label smoo
 
 
 def add_arguments(parser):
-    from mgm.train_config import add_config_arguments
+    from mgm.train.config import add_config_arguments
 
     add_config_arguments(parser)
 
 
 def run(args):
-    from mgm.stopping import exit_code
-    from mgm.tasks import run_training
-    from mgm.train_config import config_from_args
+    from mgm.train.stopping import exit_code
+    from mgm.train.tasks import run_training
+    from mgm.train.config import config_from_args
 
     return exit_code(run_training(NAME, config_from_args(NAME, args))["stopped"])

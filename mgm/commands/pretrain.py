@@ -4,7 +4,7 @@
   mgm pretrain --config cfg.yaml --name k400-mgm --resume auto      # continue after a crash
   torchrun --nproc_per_node 8 -m mgm.cli pretrain --config cfg.yaml  # all GPUs of a node
 
-Config: sections model, data, optim, run (see mgm/train_config.py); defaults < --config < --set.
+Config: sections model, data, optim, run (see mgm/train/config.py); defaults < --config < --set.
 Writes runs/<name>/ckpt-<step>.pt and runs/<name>/log.jsonl.
 """
 
@@ -13,14 +13,14 @@ HELP = "pre-train a VideoMAE encoder with a mask strategy (random, tube, mgm, ..
 
 
 def add_arguments(parser):
-    from mgm.train_config import add_config_arguments
+    from mgm.train.config import add_config_arguments
 
     add_config_arguments(parser)
 
 
 def run(args):
-    from mgm.stopping import exit_code
-    from mgm.tasks import run_training
-    from mgm.train_config import config_from_args
+    from mgm.train.stopping import exit_code
+    from mgm.train.tasks import run_training
+    from mgm.train.config import config_from_args
 
     return exit_code(run_training(NAME, config_from_args(NAME, args))["stopped"])

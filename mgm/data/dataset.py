@@ -202,7 +202,7 @@ class VideoDataset(Dataset):
             with warnings_about(f"{sample.path} (clip from frame {int(indices[0])})"):
                 mask = self.mask_generator(motion if self.mask_generator.needs_motion else None, rng)
             item["mask"] = torch.from_numpy(np.ascontiguousarray(mask).reshape(-1))
-            if self.mask_generator.decoder is not None:  # dual masking (mgm.train_data.mask_generator)
+            if self.mask_generator.decoder is not None:  # dual masking (mgm.train.datasets.mask_generator)
                 item["decoder_mask"] = torch.from_numpy(self.mask_generator.decoder(None, rng).reshape(-1))
         if self.return_motion:
             item["motion"] = torch.from_numpy(motion)

@@ -166,7 +166,7 @@ def clip_indices(num_decoded: int, geometry: Geometry, stride: int, rng: np.rand
 class MemoryClips(torch.utils.data.Dataset):
     """Clips sampled from a DecodedSplit: {"video" float [C, T, H, W] (ImageNet-normalised),
     "label", "index"} plus "mask" bool [N] with a mask generator (and "decoder_mask" bool [N] when it
-    carries one, see mgm.train_data.mask_generator), "motion" float [T, 2, H', W'] with
+    carries one, see mgm.train.datasets.mask_generator), "motion" float [T, 2, H', W'] with
     `return_motion`. Random starts and masks derive from (seed, epoch, index) only, so a resumed
     or distributed run draws the same ones. No flips: they would swap the motion classes."""
 
@@ -224,7 +224,7 @@ class MemoryClips(torch.utils.data.Dataset):
             mrng = rng if rng is not None else np.random.default_rng([self.seed, i])
             with warnings_about(f"{self.split.paths[i]} (clip from frame {int(idx[0])})"):
                 item["mask"] = torch.from_numpy(self.mask_generator(motion, mrng).reshape(-1))
-            if self.mask_generator.decoder is not None:  # dual masking (mgm.train_data.mask_generator)
+            if self.mask_generator.decoder is not None:  # dual masking (mgm.train.datasets.mask_generator)
                 item["decoder_mask"] = torch.from_numpy(self.mask_generator.decoder(None, mrng).reshape(-1))
         if self.return_motion:
             item["motion"] = torch.from_numpy(motion)

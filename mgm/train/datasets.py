@@ -15,7 +15,7 @@ import torch
 from mgm.config import Geometry
 from mgm.data.lists import read_list
 from mgm.errors import MGMError
-from mgm.train_config import TrainConfig
+from mgm.train.config import TrainConfig
 
 
 class RandomClips(torch.utils.data.Dataset):
@@ -107,7 +107,7 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
                                sampling=d.sampling, stride=d.stride, test_clips=d.test_clips,
                                test_crops=d.test_crops, flip=d.flip, mask_generator=gen,
                                bad_videos=d.bad_videos, seed=cfg.run.seed, motion_cache=d.motion_cache or None,
-                               # beside log.jsonl (mgm.rundir clears it with the run it belongs to)
+                               # beside log.jsonl (mgm.train.rundir clears it with the run it belongs to)
                                bad_log=cfg.run_dir / f"bad_videos_{split}.jsonl" if d.bad_videos == "skip" else None,
                                num_sample=d.num_sample if split == "train" else 1,
                                rand_augment=d.rand_augment, erase_prob=d.erase_prob, erase_mode=d.erase_mode)

@@ -17,16 +17,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mgm import checkpoint as C
-from mgm import distributed as D
-from mgm import rundir
+from mgm.train import checkpoint as C
+from mgm.train import distributed as D
+from mgm.train import rundir
 from mgm.data.dataset import collate_views
-from mgm.engine import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
+from mgm.train.loop import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
 from mgm.errors import MGMError
-from mgm.optim import CosineSchedule, build_optimizer, scaled_lr
-from mgm.runlog import RunLog, read_log
-from mgm.stopping import StopRequest
-from mgm.train_config import TrainConfig
+from mgm.train.optim import CosineSchedule, build_optimizer, scaled_lr
+from mgm.train.log import RunLog, read_log
+from mgm.train.stopping import StopRequest
+from mgm.train.config import TrainConfig
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _on_all_ranks(info: D.DistInfo, work: Callable[[], None]) -> None:
 
 
 def _claim_run_dir(cfg: TrainConfig, info: D.DistInfo):
-    """rank 0 claims the run directory (mgm.rundir); every rank raises if it cannot."""
+    """rank 0 claims the run directory (mgm.train.rundir); every rank raises if it cannot."""
     held = []
     _on_all_ranks(info, lambda: held.append(rundir.claim(cfg.run_dir, fresh=not cfg.run.resume,
                                                           overwrite=cfg.run.overwrite)))
@@ -154,8 +154,8 @@ def _warn_lr(cfg: TrainConfig, task: Task, lr: float, effective_batch: int) -> N
 def fit(cfg: TrainConfig, task: Task, train_set, val_set=None, info: D.DistInfo | None = None) -> dict:
     """Train task.model on train_set for cfg.optim.epochs (or max_steps), evaluating on val_set.
 
-    The run directory is claimed for the run's lifetime (mgm.rundir); SIGTERM / SIGUSR1 stop the
-    run at the next step boundary with a checkpoint (mgm.stopping).
+    The run directory is claimed for the run's lifetime (mgm.train.rundir); SIGTERM / SIGUSR1 stop the
+    run at the next step boundary with a checkpoint (mgm.train.stopping).
     Returns {"step", "epoch", "loss", "eval" (last evaluation or None), "checkpoint" (last path),
     "stopped" (the signal's name, or None)}.
     """

@@ -1,6 +1,6 @@
 """Complete, atomic checkpoints and RNG capture, loadable with torch.load(weights_only=True).
 
-A training checkpoint (assembled by mgm.trainer) holds: model, optimizer, scheduler, scaler,
+A training checkpoint (assembled by mgm.train.fit) holds: model, optimizer, scheduler, scaler,
 step, epoch, batches_done (data-loader position inside the epoch), config (plain dict) and rng
 (per-rank python / numpy / torch / cuda states as tensors and plain types). Files are named
 `ckpt-<step:08d>.pt` in the run directory; `--resume auto` takes the highest step.

@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mgm import distributed as D
-from mgm.checkpoint import load_checkpoint
+from mgm.train import distributed as D
+from mgm.train.checkpoint import load_checkpoint
 from mgm.errors import MGMError
-from mgm.mixup import mix_batch, soft_cross_entropy
-from mgm.train_config import TrainConfig
-from mgm.trainer import Task
+from mgm.train.mixup import mix_batch, soft_cross_entropy
+from mgm.train.config import TrainConfig
+from mgm.train.fit import Task
 
 
 def model_config(cfg: TrainConfig, num_classes: int = 0):
@@ -86,7 +86,7 @@ def pretrain_task(cfg: TrainConfig) -> Task:
 def finetune_task(cfg: TrainConfig, num_classes: int) -> Task:
     """Classifier with layer-wise lr decay, drop path, label smoothing and optional mixup / cutmix."""
     from mgm.model import VideoMAEClassifier
-    from mgm.optim import layer_id
+    from mgm.train.optim import layer_id
 
     model = VideoMAEClassifier(model_config(cfg, num_classes))
     if cfg.model.init:
@@ -165,8 +165,8 @@ def build_task(name: str, cfg: TrainConfig, num_classes: int = 0) -> Task:
 
 def run_training(command: str, cfg: TrainConfig) -> dict:
     """What `mgm pretrain|finetune|linprobe` do: datasets, task, fit, clean up the process group."""
-    from mgm.train_data import build_dataset, check_labels, num_classes_of
-    from mgm.trainer import fit, setup
+    from mgm.train.datasets import build_dataset, check_labels, num_classes_of
+    from mgm.train.fit import fit, setup
 
     info = setup(cfg)
     try:
@@ -185,7 +185,7 @@ def restore_classifier(path, config_path=None, overrides=()) -> tuple[TrainConfi
 
     The stored config is the base; `config_path` and `overrides` change e.g. the val list or views.
     """
-    from mgm.train_config import load_config
+    from mgm.train.config import load_config
 
     state = load_checkpoint(path)
     name = state.get("task")

@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from mgm.checkpoint import list_checkpoints
+from mgm.train.checkpoint import list_checkpoints
 from mgm.errors import MGMError
 from mgm.files import make_parent, os_error, stale_temps
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from mgm import distributed as D
+from mgm.train import distributed as D
 from mgm.errors import MGMError
 
 

@@ -363,7 +363,7 @@ def explicit_keys(path, overrides) -> set[str]:
 def inherit_from_init(cfg: TrainConfig, explicit: set[str]) -> list[str]:
     """Take INHERITED settings from the stored config of cfg.model.init (one of our checkpoints,
     or a run folder) where `explicit` does not name them; says which. Foreign files carry none."""
-    from mgm.checkpoint import load_checkpoint
+    from mgm.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(cfg.model.init)
     stored = state.get("config") if isinstance(state, dict) else None
