@@ -36,7 +36,7 @@ from mgm.config import Geometry  # noqa: E402
 from mgm.data.memory import MemoryClips, clip_indices, decode_split  # noqa: E402
 from mgm.experiment import Arm  # noqa: E402
 from mgm.masking import build_mask_generator  # noqa: E402
-from mgm.report import seed_std  # noqa: E402
+from mgm.experiment.report import seed_std  # noqa: E402
 
 ROWS = (  # (strategy, params): the experiment's main and ablation arms, named as it names them
     ("random", ()), ("tube", ()), ("mgm", ()), ("mgm", (("focus", 0.5),)), ("mgm", (("sigma", 1.0),)),

@@ -12,7 +12,7 @@ For each stored all-label fine-tune of the base benchmark (OUT/results/finetune_
 it runs `mgm eval` on the run's last checkpoint with the list as the val list (cached in
 OUT/rescore/<FOLDER-LIST>/<run>.json, e.g. rescore/dev_fresh-dev/ for runs/dev_fresh/dev.txt, so a
 second call only scores new runs), and passes the rescored records through the experiment's own
-report (mgm.report.summarise): the printed table and differences, and OUT/rescore/<FOLDER-LIST>.json
+report (mgm.experiment.report.summarise): the printed table and differences, and OUT/rescore/<FOLDER-LIST>.json
 in the layout of the experiment's summary.json
 ({"finetune": {"base|ARM|STEPS|1.0": [top-1 per seed]}, ...}), which `./run bench hidden
 --experiment OUT --summary ...` reads.
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     from mgm.cli import main as mgm
-    from mgm.report import summarise
+    from mgm.experiment.report import summarise
 
     out, lst = Path(args.experiment), Path(args.list)
     if not lst.exists():

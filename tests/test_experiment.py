@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mgm.experiment import PRESETS, Arm, prepare_data
-from mgm.report import _steps_to_reach, summarise
+from mgm.experiment.report import _steps_to_reach, summarise
 
 
 @pytest.mark.slow
@@ -170,7 +170,7 @@ def test_summary_compares_every_other_arm_with_tube_at_its_ratio():
 
 
 def test_t_quantiles_match_scipy():
-    from mgm.report import _T95
+    from mgm.experiment.report import _T95
     st = pytest.importorskip("scipy.stats")  # a test dependency through scikit-video
     for df, t in _T95.items():
         assert t == pytest.approx(st.t.ppf(0.975, df), abs=6e-4), df
@@ -197,7 +197,7 @@ def test_summary_pairs_transfer_seeds_apart_from_the_base_benchmark():
 
 
 def test_linear_probe_reads_a_linear_signal_and_not_noise():
-    from mgm.probe import linear_probe
+    from mgm.experiment.probe import linear_probe
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)

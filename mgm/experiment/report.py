@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mgm.experiment.recipes import Arm
 from mgm.files import atomic_write
 
 
@@ -117,7 +118,6 @@ def summarise(results: list[dict], curve_labels: float) -> dict:
     # Every masking arm against tube at its ratio: `mgm-R` is the headline; the others (MGM's
     # settings, motion-topk, ...) are compared the same way, paired by seed.
     headline, versus_tube, diffs_of = {}, {}, {}  # ratio -> summary; arm -> summary; (arm, text) -> diffs
-    from mgm.experiment import Arm
 
     for arm in arms:
         a = Arm.from_name(arm)  # strategies may have a hyphen: motion-topk-0.75

@@ -1,277 +1,24 @@
-"""The masking experiment: does motion-guided masking train a better encoder than random tubes?
-
-For each arm (strategy, ratio, constants) and seed, pre-train the same ViT on the synthetic
-motion benchmark (`mgm synth`) for the same number of steps, keeping checkpoints along the way;
-fine-tune every checkpoint on the labelled clips (all labels, and a small fraction of them), and
-compare with the same network trained from scratch. Secondary views: linear probes on frozen
-features (mean-pooled, and per time slot), an untrained encoder, and a probe on the raw codec
-motion maps (nothing learned). Optionally fine-tune on a shifted variant of the benchmark (new
-backgrounds, shapes, colours, speeds): transfer in miniature.
-
-Every unit of work (a pre-training run, a fine-tuning run, a probe) stores its result as JSON under
-OUT/results/ and is skipped when that file exists, so an interrupted experiment continues where it
-stopped (`mgm experiment masking --preset small` again). Training uses mgm's own engine
-(mgm.train.tasks.run_training), on clips decoded once into memory (mgm.data.memory).
-
-Choices are made on the benchmark's `dev` split; the table reports the `val` split.
-"""
+"""The runner: turns a preset into units of work (pre-trainings, fine-tunes, probes), runs those not
+stored yet, and shares one folder with other runners through per-unit claims."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import sys
 import time
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from mgm.errors import MGMError
+from mgm.experiment.probe import encoder_features, linear_probe, motion_features
+from mgm.experiment.recipes import Arm, Preset
+from mgm.experiment.report import plot_curves, summarise
+from mgm.experiment.store import (_num_clips, _read_recipe, _recipe_diff, finetune_run_name, prepare_data,
+                                  read_result, run_losses, train_list)
 from mgm.files import write_text
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One pre-training recipe: a mask strategy, its ratio and its constants."""
-
-    strategy: str
-    ratio: float
-    params: tuple = ()  # ((name, value), ...), e.g. (("focus", 0.5),)
-
-    @property
-    def name(self) -> str:
-        extra = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
-                        else f"-{k}{'on' if v else 'off'}" for k, v in self.params)
-        return f"{self.strategy}-{self.ratio:g}{extra}"
-
-    @classmethod
-    def from_name(cls, name: str) -> "Arm":
-        """The arm a name stands for: STRATEGY-RATIO[-PARAMVALUE...], e.g. mgm-0.75-focus0.75 or
-        mgm-0.75-camera_compoff (the inverse of `name`). ValueError, naming the reason, if it is none."""
-        from mgm.config import Geometry
-        from mgm.masking import STRATEGIES, build_mask_generator, strategy_parameters
-
-        strategy = max((s for s in STRATEGIES if name.startswith(s + "-")), key=len, default=None)
-        if strategy is None:
-            raise ValueError(f"{name}: no mask strategy of {', '.join(STRATEGIES)} followed by -RATIO")
-        ratio, *rest = name[len(strategy) + 1:].split("-")
-        defaults, params = strategy_parameters(strategy), []
-        number = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
-        for part in rest:
-            m = re.fullmatch(rf"([a-z_]+?)(on|off|{number})", part)
-            if not m or m[1] not in defaults:
-                raise ValueError(f"{name}: {part!r} is not PARAMVALUE with a parameter of {strategy} "
-                                 f"({', '.join(defaults) or 'none'})")
-            key, value = m[1], m[2]
-            if isinstance(defaults[key], bool) != (value in ("on", "off")):
-                raise ValueError(f"{name}: {key} takes {'on/off' if isinstance(defaults[key], bool) else 'a number'}")
-            params.append((key, value == "on" if value in ("on", "off") else type(defaults[key])(float(value))))
-        if not re.fullmatch(number, ratio):
-            raise ValueError(f"{name}: the ratio {ratio!r} is not a number")
-        try:
-            arm = cls(strategy, float(ratio), tuple(params))
-            build_mask_generator(strategy, Geometry(), arm.ratio, **dict(arm.params))  # the class's own checks
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{name}: {e}") from None
-        return arm
-
-
-@dataclass(frozen=True)
-class Preset:
-    synth: str                      # `mgm synth` preset of the data
-    arms: tuple
-    seeds: tuple = (0, 1, 2)
-    num_frames: int = 8             # sampled frames per clip, at `stride` (covers the 32-frame clips)
-    stride: int = 4
-    size: int = 96
-    patch: int = 16                 # 6 x 6 patches x 4 time slots = 144 tokens: affordable on a CPU
-    model: str = "tiny"
-    pretrain_steps: int = 2400
-    pretrain_batch: int = 32
-    pretrain_lr: float = 2e-3       # base lr (x batch / 256): short schedules need MAE's full-batch lr
-    norm_pix: bool = True           # VideoMAE's normalised-pixel target (False: plain pixels)
-    curve: tuple = (1 / 3, 2 / 3, 1.0)  # fractions of pre-training whose checkpoints are fine-tuned
-    label_fractions: tuple = (1.0, 0.1)
-    curve_labels: float = 0.1       # label fraction used for the intermediate checkpoints
-    finetune_steps: int = 450       # the same optimizer steps for every label fraction
-    finetune_batch: int = 32
-    finetune_lr: float = 4e-3
-    finetune_layer_decay: float = 0.75  # VideoMAE's; 1.0 = none
-    finetune_pooling: str = "mean"  # the head's input: "mean" (VideoMAE) or "slots" (order-aware; see model.py)
-    probe: bool = True
-    transfer: bool = True
-    scratch: bool = True            # the from-scratch baselines (off: e.g. more seeds of some arms only)
-    # The arms evaluated every way (curve checkpoints, every label fraction, probes, transfer); the
-    # others get their final checkpoint fine-tuned on `curve_labels` only. None: every arm.
-    full_arms: tuple | None = None
-    eval_split: str = "val"         # "dev" while choosing settings, "val" for the reported table
-    threads: int = 0                # torch threads (0: torch's default)
-    # Pre-training checkpoints kept: every epoch end (a new curve point reuses a finished
-    # pre-training) or only the curve's (the demo: one per epoch came to 5.7 GB).
-    keep_every_epoch: bool = True
-
-
-MAIN = (Arm("tube", 0.75), Arm("mgm", 0.75), Arm("tube", 0.9), Arm("mgm", 0.9), Arm("random", 0.9))
-# The long recipe (~23 core-hours for every arm and evaluation; its 6-seed table is in RESULTS.md).
-# 48 px frames (the 96 px clips resized once), 8 px patches and the 128-d "micro" ViT: 6 x 6
-# patches x 4 slots = 144 tokens, the grid MGM needs to place a mask on an object (the 96 px /
-# 16 px / 192-d setting cost 2x per step for the same grid).
-# Plain-pixel targets: with VideoMAE's normalised pixels the loss sat at the predict-the-mean
-# floor (0.990 after 1,500 steps, on dev) and fine-tuning from it learned nothing; plain pixels
-# fall to 0.007 in 900 steps and their checkpoints fine-tune faster than scratch (RESULTS.md).
-# Scratch needs ~1,000 fine-tuning steps to leave chance, hence 2,000 for every fine-tune.
-# The curve fine-tunes the checkpoint at a third of pre-training (the epoch end at 1,344 of 4,000
-# steps, 34%): exactly the paper's "same accuracy with 66% fewer epochs" test.
-LONG = Preset(synth="small", arms=MAIN, size=48, patch=8, model="micro", norm_pix=False,
-              pretrain_steps=4000, finetune_steps=2000, curve=(1 / 3, 1.0), curve_labels=1.0)
-# The headline in <= 3 hours on 2 cores (two runners), data included. Learnt from the long recipe
-# and from pilots on dev (RESULTS.md): on objects 1.5x larger (`small-large`) pre-training is worth
-# 30 points instead of 14 and seeds agree within 1-2 points; fine-tuning sits at chance until it
-# has seen ~13k clips (~400 steps of 32 from a 1,344-step checkpoint; at batch 16 ~800 steps, so
-# a smaller batch saves nothing) and needs ~1,000 steps to learn; so the compute a run can spare
-# per clip must shrink: the 96-d "nano" ViT (0.6x micro's per step). 1,344 pre-training steps (12
-# epochs), 1,000 fine-tuning steps, and the costly evaluations (curve, 10% labels, probes) for
-# the 0.75 pair only. Transfer (issue 6's second item) is its own sitting: the same command with
-# --transfer.
-# The fine-tuning head reads the per-time-slot features ("slots"): every class here is a motion,
-# i.e. an order of frames, and through VideoMAE's mean over all tokens fine-tuning sat at chance
-# until the encoder had learnt to write that order into the tokens; at 3 seeds on val scratch and
-# 2 of 3 tube fine-tunes never left chance in 1,000 steps (RESULTS.md). With slots every run
-# learns (dev, seed 1: scratch 27.1, tube 32.9, MGM 32.1), so pre-training is compared on what
-# it is worth rather than on who leaves the plateau first.
-SMALL = replace(LONG, synth="small-large", model="nano", pretrain_steps=1344, finetune_steps=1000,
-                label_fractions=(1.0, 0.1), full_arms=("tube-0.75", "mgm-0.75"), transfer=False,
-                finetune_pooling="slots")
-PRESETS = {
-    # CI: every stage once, tiny everything (<= 3 minutes on 2 cores)
-    "smoke": Preset(synth="tiny", arms=(Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
-                    num_frames=4, stride=8, size=64, patch=16, pretrain_steps=12, pretrain_batch=8,
-                    curve=(0.5, 1.0), label_fractions=(1.0, 0.5), curve_labels=0.5,
-                    finetune_steps=4, finetune_batch=8),
-    # `./run demo`: a few minutes on 2 cores, set-up included
-    "demo": Preset(synth="tiny", arms=(Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
-                   num_frames=8, stride=4, size=64, patch=16, pretrain_steps=300, pretrain_batch=16,
-                   curve=(1.0,), label_fractions=(1.0,), curve_labels=1.0, finetune_steps=150,
-                   finetune_batch=16, transfer=False, keep_every_epoch=False),
-    "small": SMALL,
-    "long": LONG,
-    # The one lever the ablation left untested: the main object 1.5x larger, so that it spans 2-3
-    # tokens of the 6 x 6 grid instead of 1-2 (a tube mask hides all of it in 20% of slots instead
-    # of 48%). `long`'s recipe at ratio 0.75, final checkpoints, all labels.
-    "large": replace(LONG, synth="small-large", arms=MAIN[:2], curve=(1.0,), label_fractions=(1.0,),
-                     transfer=False),
-    # What each MGM choice is worth: `long`'s recipe (so its runs can share long's folder and
-    # its tube / mgm rows), one seed, the final checkpoints only.
-    "ablation": replace(LONG, seeds=(0,), curve=(1.0,), transfer=False, probe=False,
-                        arms=(Arm("motion-topk", 0.75), Arm("mgm-warp", 0.75),
-                              Arm("mgm", 0.75, (("camera_comp", False),)),
-                              Arm("mgm", 0.75, (("focus", 0.5),)),
-                              Arm("mgm", 0.75, (("sigma", 1.0),)), Arm("mgm", 0.75, (("sigma", 4.0),)))),
-}
-
-
-# ------------------------------------------------------------------------------------------ data
-def prepare_data(data: Path, preset: Preset, progress: bool = True) -> dict[str, Path]:
-    """Generate the benchmark (and its shifted variant) under `data` once, or reuse the one there
-    (several recipe folders can share one benchmark); write the label-fraction lists. Runners
-    started together take turns: the first generates, the others wait for it."""
-    import fcntl
-
-    data.mkdir(parents=True, exist_ok=True)
-    with open(data / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if progress:
-                print(f"waiting for another runner to generate the benchmark in {data}", file=sys.stderr)
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if that process dies
-        return _prepare_data(data, preset, progress)
-
-
-def _prepare_data(data: Path, preset: Preset, progress: bool) -> dict[str, Path]:
-    from mgm.data import synth
-    from mgm.data.lists import read_list, write_list
-
-    roots = {"base": data / "base"}
-    if preset.transfer:
-        roots["shifted"] = data / "shifted"
-    for variant, root in roots.items():
-        meta = root / "meta.json"
-        if not _generated(root):
-            synth.generate(str(root), preset=preset.synth, seed=0 if variant == "base" else 1,
-                           variant=variant, progress=progress)
-        made = json.loads(meta.read_text())
-        if (made.get("preset"), made.get("variant")) != (preset.synth, variant):
-            raise MGMError(f"{root}: holds the {made.get('preset')} benchmark ({made.get('variant')}), "
-                           f"this recipe needs {preset.synth} ({variant}); choose another --data")
-        samples = read_list(root / "train.txt")
-        labels = np.array([s.label for s in samples])
-        order = np.random.default_rng(0).permutation(len(samples))  # one fixed subset for all seeds
-        for frac in preset.label_fractions:
-            path = root / f"train_{frac:g}.txt"
-            if frac < 1 and not path.exists():
-                keep = [i for c in np.unique(labels) for i in
-                        order[labels[order] == c][:max(1, round(frac * (labels == c).sum()))]]
-                write_list(path, [(samples[i].path, samples[i].label) for i in sorted(keep)])
-    return roots
-
-
-def _generated(root: Path) -> bool:
-    """True when `mgm synth` finished there: it writes meta.json first and the split lists last, so
-    an interrupted generation is redone (over the same meta) instead of failing later."""
-    meta = root / "meta.json"
-    if not meta.exists():
-        return False
-    splits = json.loads(meta.read_text()).get("per_class", {})
-    return all((root / f"{split}.txt").exists() for split in splits)
-
-
-def _num_clips(list_file: Path) -> int:
-    from mgm.data.lists import read_list
-
-    return len(read_list(list_file))
-
-
-def finetune_run_name(tag: str, frac: float, seed: int, variant: str = "base") -> str:
-    """The folder (under OUT/runs/) of one fine-tuning run, e.g. 'finetune-base-mgm-0.75@4000-f1-s0'."""
-    return f"finetune-{variant}-{tag}-f{frac:g}-s{seed}"
-
-
-def train_list(root: Path, frac: float) -> Path:
-    return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
-
-
-def _read_json(path: Path, what: str, remedy: str) -> dict:
-    """A JSON file the runner wrote; one that is not JSON (edited by hand, a full disk) is a
-    one-line MGMError naming it and what to do, not a traceback. The file is left as it was."""
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MGMError(f"{path}: not a readable {what} ({err}); {remedy}") from None
-
-
-def _read_recipe(path: Path) -> dict:
-    return _read_json(path, "recipe", "delete it only if the folder's results are of this recipe")
-
-
-def read_result(path: Path) -> dict:
-    """One stored unit (OUT/results/*.json), for the runner and the benchmarks that read its records."""
-    return _read_json(path, "result", "delete it to run that unit again")
-
-
-def _recipe_diff(stored: dict, preset: Preset, keys) -> list[str]:
-    """The fields among `keys` (in their order) where a folder's stored recipe.json differs from
-    `preset`; a field added since the folder was made counts as its default there."""
-    from dataclasses import asdict
-
-    ours = json.loads(json.dumps(asdict(preset)))  # tuples as the stored lists
-    defaults = {f.name: f.default for f in fields(Preset)}
-    return [k for k in keys if stored.get(k, defaults.get(k)) != ours.get(k)]
-
-
-# ------------------------------------------------------------------------------------------ runs
 class Runner:
     """Runs (or skips, when its result exists) every unit of work of one preset."""
 
@@ -486,7 +233,6 @@ class Runner:
         key = f"probe/{tag}/s{seed}"
         if self.done(key) or self._reuse(key):
             return self.result(key)
-        from mgm.probe import encoder_features, linear_probe
 
         t = time.perf_counter()
         train, test = self._memory_splits()
@@ -503,7 +249,6 @@ class Runner:
         key = "probe/motion-maps"
         if self.done(key) or self._reuse(key):
             return self.result(key)
-        from mgm.probe import linear_probe, motion_features
 
         train, test = self._memory_splits()
         acc = linear_probe(motion_features(train), train.labels(), motion_features(test), test.labels())
@@ -627,10 +372,6 @@ class Runner:
             f"{k} {np.mean(v):.1f}" for k, v in sorted(by.items()))
 
     def report(self) -> dict:
-        from mgm.report import summarise
-
-        from mgm.report import plot_curves
-
         p = self.preset
         summary = summarise(self.all_results(), p.curve_labels)
         write_text(self.out / "summary.json", json.dumps(summary, indent=1))
@@ -658,16 +399,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def run_losses(run_dir: Path) -> list:
-    """[(step, training loss)] from the run's JSONL log (not its evaluation lines); [] if none."""
-    path = Path(run_dir) / "log.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("event") == "step" and "loss" in rec:
-            out.append((rec["step"], round(rec["loss"], 5)))
-    return out
