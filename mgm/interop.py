@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgm.config import Geometry
-from mgm.model import PRESETS, ModelConfig, VideoMAEClassifier, VideoMAEPretrain, sincos_table
+from mgm.model import VideoMAEClassifier, VideoMAEPretrain, sincos_table
+from mgm.model_config import PRESETS, ModelConfig
 
 # Inside one transformer block: transformers' name -> ours (q/k/v handled separately).
 _HF_BLOCK = {
