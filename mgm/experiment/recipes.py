@@ -97,7 +97,8 @@ MAIN = (Arm("tube", 0.75), Arm("mgm", 0.75), Arm("tube", 0.9), Arm("mgm", 0.9), 
 # 16 px / 192-d setting cost 2x per step for the same grid).
 # Plain-pixel targets: with VideoMAE's normalised pixels the loss sat at the predict-the-mean
 # floor (0.990 after 1,500 steps, on dev) and fine-tuning from it learned nothing; plain pixels
-# fall to 0.007 in 900 steps and their checkpoints fine-tune faster than scratch (RESULTS.md).
+# fall to 0.007 in 900 steps and their checkpoints fine-tune faster than scratch (a pilot of 2026-11;
+# the long recipe's stored runs in docs/results/ show the effect: RESULTS.md, "The long recipe").
 # Scratch needs ~1,000 fine-tuning steps to leave chance, hence 2,000 for every fine-tune.
 # The curve fine-tunes the checkpoint at a third of pre-training (the epoch end at 1,344 of 4,000
 # steps, 34%): exactly the paper's "same accuracy with 66% fewer epochs" test.
