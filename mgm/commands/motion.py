@@ -12,6 +12,8 @@ An all-intra video has no motion: every value is 0 and a warning says so.
 
 import sys
 
+from mgm.config import CODEC_BLOCK
+
 NAME = "motion"
 HELP = "write per-frame block motion (dx, dy, frame_type) of a video to .npz"
 
@@ -19,7 +21,8 @@ HELP = "write per-frame block motion (dx, dy, frame_type) of a video to .npz"
 def add_arguments(p):
     p.add_argument("video", help="input video (H.264, MPEG-4 Part 2, MPEG-2, ...)")
     p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--block", type=int, default=16, help="block size in pixels (default 16)")
+    p.add_argument("--block", type=int, default=CODEC_BLOCK,
+                   help=f"block size in pixels (default {CODEC_BLOCK})")
     p.add_argument("--camera", choices=["none", "median", "affine"], default="none",
                    help="subtract camera motion: per-frame median vector or affine fit (default none)")
     p.add_argument("--jobs", type=int, default=None,

@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from mgm.config import Geometry
+from mgm.config import CODEC_BLOCK, Geometry
 from mgm.data.augment import RandAugment, RandomErasing
 from mgm.data.lists import Sample, read_list
 from mgm.data.sampling import build_sampler
@@ -68,7 +68,7 @@ class VideoDataset(Dataset):
 
     def __init__(self, samples, *, geometry: Geometry, sampler, transform: ClipTransform, root=None,
                  mask_generator=None, mode: str = "train", return_motion: bool = False,
-                 bad_videos: str = "error", seed: int = 0, block: int = 16, bad_log=None,
+                 bad_videos: str = "error", seed: int = 0, block: int = CODEC_BLOCK, bad_log=None,
                  motion_cache=None, num_sample: int = 1):
         if mode not in MODES:
             raise MGMError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")

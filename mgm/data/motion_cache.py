@@ -22,6 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from mgm.config import CODEC_BLOCK
 from mgm.files import atomic_write
 
 
@@ -31,7 +32,7 @@ class MotionCache:
     # replaced while a process runs keeps its old map until evicted (entry() sees the change).
     OPEN_MAPS = 64
 
-    def __init__(self, directory: str | os.PathLike, block: int = 16):
+    def __init__(self, directory: str | os.PathLike, block: int = CODEC_BLOCK):
         self.directory, self.block = os.fspath(directory), block
         os.makedirs(self.directory, exist_ok=True)
         self._maps: OrderedDict = OrderedDict()

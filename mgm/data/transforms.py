@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mgm.config import IMAGENET_MEAN, IMAGENET_STD, Geometry
+from mgm.config import CODEC_BLOCK, IMAGENET_MEAN, IMAGENET_STD, Geometry
 SCALES = (1.0, 0.875, 0.75, 0.66)
 CROPS = ("multiscale", "center", "three", "resize")
 
@@ -80,7 +80,7 @@ class ClipTransform:
     crop_views: int = 3
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
-    block: int = 16  # motion block size of the codec grid
+    block: int = CODEC_BLOCK  # motion block size of the codec grid
     augment: object = None  # mgm.data.augment.RandAugment: one draw per clip, on the cropped uint8 frames
     erase: object = None    # mgm.data.augment.RandomErasing: one box per clip, on the normalised video
 

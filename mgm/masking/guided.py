@@ -1,35 +1,18 @@
-"""Mask generators: random, tube, frame, running-cell and the motion-guided ones, behind one interface.
+"""The motion-guided strategies: mgm, motion-topk and mgm-warp.
 
-A mask is a bool array of the clip's token grid `(T', H', W')` = `Geometry.grid`, True = masked
-(flattened in (t, h, w) order it is HF's `bool_masked_pos`). Generators are pure functions of
-(motion, geometry, ratio, rng): no I/O, no global state.
-
-Motion, for the strategies that use it, is float32 `[T, 2, H', W']`: (dx, dy) per sampled frame
-(T = num_frames), already averaged onto the patch grid, in pixels of the resized clip, the forward
-motion of the content now at each patch since the previous sampled frame (x right, y down).
-
-Masked counts, identical for every clip of a given geometry and ratio (`MaskGenerator.num_masked`):
-  - random:                   floor(ratio * T'H'W') tokens anywhere in the clip;
-  - frame:                    round(ratio * T') whole time slots, at most T' - 1 (one slot stays
-                              visible), so its fraction is within half a slot of the ratio;
-  - every other strategy:     k = floor(ratio * H'W') patches in every time slot.
-Hence the masked fraction is below the ratio by less than one patch (of the clip or of the slot)
-for all strategies except `frame`, whose granularity is a whole slot.
-
-    gen = build_mask_generator("mgm", Geometry(), 0.75, sigma=2.0)
-    mask = gen(motion, np.random.default_rng(0))               # bool [T', H', W']
-    masks = generate_batch(gen, motions, rng)                  # bool [B, T', H', W']
+Motion is float32 `[B, T, 2, H', W']` as the package docstring (mgm.masking) defines it: (dx, dy)
+per sampled frame on the patch grid, in pixels of the resized clip.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from mgm.config import Geometry
+from mgm.masking.base import MaskGenerator, _mask_smallest
 
 
 class NoMotionWarning(UserWarning):
@@ -37,25 +20,7 @@ class NoMotionWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------------------
-# shared helpers (batched: every array has a leading batch axis B)
-
-
-def _floor(x: float) -> int:
-    """floor that forgives float error: 0.29 * 100 = 28.999999999999996 must give 29."""
-    return int(math.floor(x + 1e-9))
-
-
-def _mask_smallest(keys: np.ndarray, k: int) -> np.ndarray:
-    """bool [..., N]: True at the k smallest keys along the last axis (exactly k, any ties split)."""
-    mask = np.zeros(keys.shape, dtype=bool)
-    if k <= 0:
-        return mask
-    if k >= keys.shape[-1]:
-        mask[...] = True
-        return mask
-    idx = np.argpartition(keys, k - 1, axis=-1)[..., :k]
-    np.put_along_axis(mask, idx, True, axis=-1)
-    return mask
+# motion helpers (batched: every array has a leading batch axis B)
 
 
 def _mask_largest_random_ties(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -136,144 +101,7 @@ def _warn_no_motion(name: str, count: int, total: int, fallback: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# the interface
-
-
-@dataclass
-class MaskGenerator:
-    """Base of all strategies. Subclasses are dataclasses whose extra fields are the strategy's
-    constants (all exposed to `build_mask_generator(**params)` and to the CLI)."""
-
-    geometry: Geometry
-    ratio: float
-
-    name = "base"
-    needs_motion = False
-    # VideoMAE V2's dual masking: a second, motion-free generator whose mask (drawn from the same
-    # rng, after this one's) says which tokens the decoder drops; the datasets emit it as
-    # "decoder_mask". Not a field: set by mgm.train.datasets.mask_generator, None = off.
-    decoder = None
-
-    def __post_init__(self):
-        if not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"ratio must be in [0, 1), got {self.ratio} (strategy {self.name})")
-
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        return self.geometry.grid
-
-    @property
-    def per_slot(self) -> int:
-        """k = floor(ratio * H'W'), the masked patches per time slot of the per-slot strategies."""
-        return _floor(self.ratio * self.geometry.tokens_per_slot)
-
-    @property
-    def num_masked(self) -> int:
-        """Masked tokens per clip, the same for every clip (see the module docstring)."""
-        return self.grid[0] * self.per_slot
-
-    @property
-    def params(self) -> dict:
-        """The strategy's own constants (everything but geometry and ratio)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("geometry", "ratio")}
-
-    def __call__(self, motion: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-        """motion: float32 [T, 2, H', W'] or None -> bool [T', H', W'] (True = masked)."""
-        motions = None if motion is None else np.asarray(motion)[None]
-        return self.batch(motions, rng)[0]
-
-    def batch(self, motions: np.ndarray | None, rng: np.random.Generator, batch_size: int | None = None
-              ) -> np.ndarray:
-        """motions: float32 [B, T, 2, H', W'] or None (then `batch_size` clips) -> bool [B, T', H', W']."""
-        rng = np.random.default_rng(rng)
-        if motions is None:
-            if self.needs_motion:
-                raise ValueError(f"{self.name} mask needs motion [B, T, 2, H', W'], got None")
-            b = 1 if batch_size is None else batch_size
-        else:
-            motions = np.asarray(motions, dtype=np.float32)
-            t, h, w = self.grid
-            expected = (self.geometry.num_frames, 2, h, w)
-            if motions.ndim != 5 or motions.shape[1:] != expected:
-                raise ValueError(f"{self.name} mask: motion must be [B, {', '.join(map(str, expected))}], "
-                                 f"got {list(motions.shape)}")
-            b = motions.shape[0]
-        mask = self._generate(motions, b, rng)
-        assert mask.shape == (b, *self.grid) and mask.dtype == bool
-        return mask
-
-    def _generate(self, motions: np.ndarray | None, b: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
-
-
-@dataclass
-class RandomMask(MaskGenerator):
-    """Spacetime-agnostic random masking (ST-MAE): floor(ratio * T'H'W') tokens anywhere."""
-
-    name = "random"
-
-    @property
-    def num_masked(self) -> int:
-        return _floor(self.ratio * self.geometry.num_tokens)
-
-    def _generate(self, motions, b, rng):
-        keys = rng.random((b, self.geometry.num_tokens))
-        return _mask_smallest(keys, self.num_masked).reshape(b, *self.grid)
-
-
-@dataclass
-class TubeMask(MaskGenerator):
-    """VideoMAE's tube masking: one random spatial mask of k patches, repeated in every time slot."""
-
-    name = "tube"
-
-    def _generate(self, motions, b, rng):
-        t, h, w = self.grid
-        spatial = _mask_smallest(rng.random((b, h * w)), self.per_slot).reshape(b, 1, h, w)
-        return np.broadcast_to(spatial, (b, t, h, w)).copy()
-
-
-@dataclass
-class FrameMask(MaskGenerator):
-    """Whole time slots masked: round(ratio * T') random slots, at most T' - 1 so one stays visible."""
-
-    name = "frame"
-
-    @property
-    def num_slots(self) -> int:
-        t = self.grid[0]
-        return min(int(math.floor(self.ratio * t + 0.5)), t - 1)
-
-    @property
-    def num_masked(self) -> int:
-        return self.num_slots * self.geometry.tokens_per_slot
-
-    def _generate(self, motions, b, rng):
-        t, h, w = self.grid
-        slots = _mask_smallest(rng.random((b, t)), self.num_slots)
-        return np.broadcast_to(slots[:, :, None, None], (b, t, h, w)).copy()
-
-
-@dataclass
-class RunningCellMask(MaskGenerator):
-    """VideoMAE V2's running-cell mask (its decoder mask), generalised to any ratio.
-
-    The grid is tiled by 2x2 cells; the cell's 4 positions (row-major p) get priority
-    (p + phase + t + 1) mod 4 in slot t, so the pattern shifts by one position per slot and every
-    position is visible in some slot. The k lowest priorities are masked, ties at random. For ratios
-    that are multiples of 1/4 on an even grid this is exactly VideoMAE V2's `RunningCellMaskingGenerator`
-    (phase = its random pointer); otherwise it tops the quarter pattern up to exactly k patches.
-    """
-
-    name = "running-cell"
-
-    def _generate(self, motions, b, rng):
-        t, h, w = self.grid
-        position = 2 * (np.arange(h)[:, None] % 2) + (np.arange(w)[None, :] % 2)  # [H', W']
-        phase = rng.integers(0, 4, size=(b, 1, 1, 1))
-        priority = (position[None, None] + phase + np.arange(t)[None, :, None, None] + 1) % 4
-        keys = priority + rng.random((b, t, h, w))  # random in [0, 1) only orders within a level
-        return _mask_smallest(keys.reshape(b, t, h * w), self.per_slot).reshape(b, t, h, w)
+# the strategies
 
 
 @dataclass
@@ -483,37 +311,3 @@ class WarpMask(MaskGenerator):
             scores[:, s] = np.where(inside, carried, rng.random((b, h, w)))
         return _mask_largest_random_ties(scores.reshape(b, t, h * w), self.per_slot, rng).reshape(b, t, h, w)
 
-
-_CLASSES = {c.name: c for c in (RandomMask, TubeMask, FrameMask, RunningCellMask, MGMMask,
-                                MotionTopKMask, WarpMask)}
-STRATEGIES: tuple[str, ...] = tuple(_CLASSES)
-
-
-def strategy_parameters(name: str) -> dict:
-    """The constants strategy `name` accepts, with their defaults (empty for the motion-free ones)."""
-    if name not in _CLASSES:
-        raise ValueError(f"unknown mask strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    return {f.name: f.default for f in fields(_CLASSES[name]) if f.name not in ("geometry", "ratio")}
-
-
-def build_mask_generator(name: str, geometry: Geometry, ratio: float, **params) -> MaskGenerator:
-    """The generator of strategy `name` (one of STRATEGIES); `params` are its constants (see its class).
-
-    Unknown names or parameters raise ValueError naming the valid ones.
-    """
-    valid = strategy_parameters(name)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"strategy {name} has no parameter(s) {', '.join(unknown)}; "
-                         f"its parameters: {', '.join(valid) or 'none'}")
-    return _CLASSES[name](geometry=geometry, ratio=ratio, **params)
-
-
-def generate_batch(generator: MaskGenerator, motions: np.ndarray | None, rng: np.random.Generator,
-                   batch_size: int | None = None) -> np.ndarray:
-    """Masks of a whole batch in one vectorised call.
-
-    motions: float32 [B, T, 2, H', W'] or None (motion-free strategies; then `batch_size` clips)
-    -> bool [B, T', H', W'], every clip with `generator.num_masked` True entries.
-    """
-    return generator.batch(motions, rng, batch_size)

