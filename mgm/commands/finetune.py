@@ -8,19 +8,13 @@ Evaluates on data.val_list after every run.eval_every epochs (multi-view: data.t
 data.test_crops views per video, softmax averaged; top-1 / top-5).
 """
 
+from mgm.train.config import add_config_arguments as add_arguments  # noqa: F401  (the shared flags)
+
 NAME = "finetune"
 HELP = "fine-tune an encoder with a classification head (layer decay, label smoothing, mixup)"
 
 
-def add_arguments(parser):
-    from mgm.train.config import add_config_arguments
-
-    add_config_arguments(parser)
-
-
 def run(args):
-    from mgm.train.stopping import exit_code
-    from mgm.train.tasks import run_training
-    from mgm.train.config import config_from_args
+    from mgm.train.tasks import command_main
 
-    return exit_code(run_training(NAME, config_from_args(NAME, args))["stopped"])
+    return command_main(NAME, args)

@@ -6,19 +6,13 @@
 MAE features are known to be weak under linear probes: compare strategies by fine-tuning too.
 """
 
+from mgm.train.config import add_config_arguments as add_arguments  # noqa: F401  (the shared flags)
+
 NAME = "linprobe"
 HELP = "train a linear classifier on frozen encoder features"
 
 
-def add_arguments(parser):
-    from mgm.train.config import add_config_arguments
-
-    add_config_arguments(parser)
-
-
 def run(args):
-    from mgm.train.stopping import exit_code
-    from mgm.train.tasks import run_training
-    from mgm.train.config import config_from_args
+    from mgm.train.tasks import command_main
 
-    return exit_code(run_training(NAME, config_from_args(NAME, args))["stopped"])
+    return command_main(NAME, args)

@@ -8,19 +8,13 @@ Config: sections model, data, optim, run (see mgm/train/config.py); defaults < -
 Writes runs/<name>/ckpt-<step>.pt and runs/<name>/log.jsonl.
 """
 
+from mgm.train.config import add_config_arguments as add_arguments  # noqa: F401  (the shared flags)
+
 NAME = "pretrain"
 HELP = "pre-train a VideoMAE encoder with a mask strategy (random, tube, mgm, ...)"
 
 
-def add_arguments(parser):
-    from mgm.train.config import add_config_arguments
-
-    add_config_arguments(parser)
-
-
 def run(args):
-    from mgm.train.stopping import exit_code
-    from mgm.train.tasks import run_training
-    from mgm.train.config import config_from_args
+    from mgm.train.tasks import command_main
 
-    return exit_code(run_training(NAME, config_from_args(NAME, args))["stopped"])
+    return command_main(NAME, args)

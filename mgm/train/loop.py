@@ -105,10 +105,8 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
         loss_value, stopping = reduced["loss"], reduced["stop"] > 0
         step_no = step_offset + local_step + 1
         if not math.isfinite(loss_value):
-            optimizer.zero_grad(set_to_none=True)
-            _close(bar)
-            raise NonFiniteLossError(f"non-finite loss ({loss_value}) at step {step_no}; "
-                                     f"stopped before the optimizer step")
+            _abort(optimizer, bar, f"non-finite loss ({loss_value}) at step {step_no}; stopped before the "
+                                   f"optimizer step")
         if scaler is not None:
             scaler.unscale_(optimizer)
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -120,10 +118,8 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
         # A finite loss can still back-propagate NaN/inf gradients (an overflow in one layer). With
         # fp16 the GradScaler skips such steps by design; otherwise they would poison every weight.
         if scaler is None and not math.isfinite(grad_norm):
-            optimizer.zero_grad(set_to_none=True)
-            _close(bar)
-            raise NonFiniteLossError(f"non-finite gradients (norm {grad_norm}) at step {step_no} with a "
-                                     f"finite loss ({loss_value:.4g}); stopped before the optimizer step")
+            _abort(optimizer, bar, f"non-finite gradients (norm {grad_norm}) at step {step_no} with a finite "
+                                   f"loss ({loss_value:.4g}); stopped before the optimizer step")
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -148,6 +144,13 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
             break
     _close(bar)
     return {"loss": total_loss / max(1, done), "steps": done, "stopped": stopping if done else False}
+
+
+def _abort(optimizer, bar, message: str):
+    """Drop the step's gradients (the weights stay as they are) and stop with NonFiniteLossError."""
+    optimizer.zero_grad(set_to_none=True)
+    _close(bar)
+    raise NonFiniteLossError(message)
 
 
 @torch.no_grad()

@@ -198,3 +198,12 @@ def restore_classifier(path, config_path=None, overrides=()) -> tuple[TrainConfi
     task = build_task(name, cfg, num_classes)
     task.model.load_state_dict(state["model"])
     return cfg, task
+
+
+def command_main(command: str, args) -> int:
+    """What `mgm pretrain|finetune|linprobe` run: the config from the command line, training, and
+    the exit status (128 + the signal when SIGTERM / SIGUSR1 stopped the run)."""
+    from mgm.train.config import config_from_args
+    from mgm.train.stopping import exit_code
+
+    return exit_code(run_training(command, config_from_args(command, args))["stopped"])
