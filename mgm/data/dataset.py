@@ -40,9 +40,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from mgm import codec
 from mgm.config import CODEC_BLOCK, Geometry
 from mgm.data.augment import RandAugment, RandomErasing
 from mgm.data.lists import Sample, read_list
+from mgm.data.motion_cache import MotionCache
 from mgm.data.sampling import build_sampler
 from mgm.data.transforms import ClipTransform
 from mgm.errors import MGMError, VideoError, warnings_about
@@ -89,7 +91,6 @@ class VideoDataset(Dataset):
         # A directory: each video's motion is read once and memory-mapped afterwards (MotionCache).
         self.motion_cache = None
         if motion_cache and self.needs_motion:
-            from mgm.data.motion_cache import MotionCache
             self.motion_cache = MotionCache(motion_cache, block)
         if bad_log is None and bad_videos == "skip":  # a file, not a list: workers are separate processes
             # (training passes a file in its run directory; this temporary one serves library use)
@@ -147,8 +148,6 @@ class VideoDataset(Dataset):
         """Frame count from the container header (cached); counted by decoding when the header has none."""
         n = self._num_frames.get(path)
         if n is None:
-            from mgm import codec
-
             n = codec.probe(path).num_frames
             if n <= 0:
                 n = sum(1 for _ in codec.iter_frames(path, pixels=False, motion=False))
@@ -171,8 +170,6 @@ class VideoDataset(Dataset):
     def _read(self, sample: Sample, tview: int, rng: np.random.Generator):
         """The clip's frames uint8 [T, H, W, 3], its motion dx, dy [T, Hb, Wb] (None when nothing
         needs it) and the sampled frame indices [T]."""
-        from mgm import codec
-
         n = self.num_video_frames(sample.path)
         indices = self.sampler(n, tview, rng)
         if self.motion_cache is not None:

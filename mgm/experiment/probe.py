@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mgm.data.memory import clip_indices
+from mgm.motion import remove_camera_motion
+
 
 def encoder_features(model, dataset, preset=None, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Features of every clip of `dataset` (a MemoryClips, centred clips, no masks).
@@ -29,9 +32,6 @@ def encoder_features(model, dataset, preset=None, batch_size: int = 64) -> dict[
 def motion_features(dataset) -> np.ndarray:
     """[N, T * 2 * H' * W']: each clip's motion on the patch grid, per sampled frame, with the
     per-frame median vector (camera motion) removed -- what the codec gives, nothing learned."""
-    from mgm.data.memory import clip_indices
-    from mgm.motion import remove_camera_motion
-
     rows = []
     for i in range(len(dataset)):
         j = int(dataset.items[i])

@@ -13,8 +13,11 @@ import numpy as np
 import torch
 
 from mgm.config import Geometry
+from mgm.data.dataset import build_dataset as build_video_dataset
 from mgm.data.lists import read_list
+from mgm.data.memory import MemoryClips, decode_split
 from mgm.errors import MGMError
+from mgm.masking import build_mask_generator
 from mgm.train.config import TrainConfig
 
 
@@ -60,8 +63,6 @@ def mask_generator(cfg: TrainConfig):
     """The encoder's mask generator of cfg.data; with data.decoder_mask it carries the decoder's as
     `.decoder` (VideoMAE V2's dual masking). Carried on the generator, not passed beside it, so every
     dataset that takes a mask generator (list, in-memory, random) gets it with no new argument."""
-    from mgm.masking import build_mask_generator
-
     d = cfg.data
     try:
         gen = build_mask_generator(d.mask, d.geometry, d.mask_ratio, **d.mask_params)
@@ -99,8 +100,6 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
         return None
     if d.in_memory:
         return _memory_dataset(cfg, split, list_file, gen)
-    from mgm.data.dataset import build_dataset as build_video_dataset
-
     views = d.test_clips * d.test_crops
     mode = "pretrain" if masks else "train" if split == "train" else "test" if views > 1 else "val"
     return build_video_dataset(list_file, geometry=d.geometry, mode=mode, root=d.root or None,
@@ -116,8 +115,6 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
 def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
     """The split decoded once into RAM (mgm.data.memory), optionally cached in <cache>/<list name>/."""
     import os
-
-    from mgm.data.memory import MemoryClips, decode_split
 
     d = cfg.data
     cache = None

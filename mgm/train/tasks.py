@@ -9,18 +9,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mgm.errors import MGMError
+from mgm.interop import load_encoder_weights, stored_geometry
+from mgm.model import ModelConfig, VideoMAEClassifier, VideoMAEPretrain
 from mgm.train import distributed as D
 from mgm.train.checkpoint import load_checkpoint
-from mgm.errors import MGMError
+from mgm.train.config import TrainConfig, config_from_args, load_config
+from mgm.train.datasets import build_dataset, check_labels, num_classes_of
+from mgm.train.fit import Task, fit, setup
 from mgm.train.mixup import mix_batch, soft_cross_entropy
-from mgm.train.config import TrainConfig
-from mgm.train.fit import Task
+from mgm.train.optim import layer_id
+from mgm.train.stopping import exit_code
 
 
 def model_config(cfg: TrainConfig, num_classes: int = 0):
     """ModelConfig of the preset, with the data section's geometry and the model section's options."""
-    from mgm.model import ModelConfig
-
     d = cfg.data
     try:
         return ModelConfig.from_preset(cfg.model.preset, img_size=d.size, num_frames=d.num_frames,
@@ -59,9 +62,6 @@ def init_encoder(model: nn.Module, path: str) -> None:
     Any layout of mgm.interop. A checkpoint of ours carries its clip geometry (stored config), so a
     position table for another frame count / size is resampled from that grid; for foreign files
     the grid is inferred and reported. Every failure is one MGMError line naming the file."""
-    from mgm.interop import stored_geometry
-    from mgm.interop import load_encoder_weights
-
     state = load_checkpoint(path)
     weights, geometry = _weights_of(state, path), stored_geometry(state)
     try:
@@ -74,8 +74,6 @@ def init_encoder(model: nn.Module, path: str) -> None:
 
 
 def pretrain_task(cfg: TrainConfig) -> Task:
-    from mgm.model import VideoMAEPretrain
-
     def loss(model, batch):
         # "decoder_mask" only with data.decoder_mask (VideoMAE V2's dual masking)
         return model(batch["video"], batch["mask"], batch.get("decoder_mask"))[0]
@@ -85,9 +83,6 @@ def pretrain_task(cfg: TrainConfig) -> Task:
 
 def finetune_task(cfg: TrainConfig, num_classes: int) -> Task:
     """Classifier with layer-wise lr decay, drop path, label smoothing and optional mixup / cutmix."""
-    from mgm.model import VideoMAEClassifier
-    from mgm.train.optim import layer_id
-
     model = VideoMAEClassifier(model_config(cfg, num_classes))
     if cfg.model.init:
         init_encoder(model, cfg.model.init)
@@ -139,8 +134,6 @@ class LinearProbe(nn.Module):
 
 
 def linprobe_task(cfg: TrainConfig, num_classes: int) -> Task:
-    from mgm.model import VideoMAEClassifier
-
     backbone = VideoMAEClassifier(model_config(cfg, 0))
     if cfg.model.init:
         init_encoder(backbone, cfg.model.init)
@@ -165,9 +158,6 @@ def build_task(name: str, cfg: TrainConfig, num_classes: int = 0) -> Task:
 
 def run_training(command: str, cfg: TrainConfig) -> dict:
     """What `mgm pretrain|finetune|linprobe` do: datasets, task, fit, clean up the process group."""
-    from mgm.train.datasets import build_dataset, check_labels, num_classes_of
-    from mgm.train.fit import fit, setup
-
     info = setup(cfg)
     try:
         if command != "pretrain":
@@ -185,8 +175,6 @@ def restore_classifier(path, config_path=None, overrides=()) -> tuple[TrainConfi
 
     The stored config is the base; `config_path` and `overrides` change e.g. the val list or views.
     """
-    from mgm.train.config import load_config
-
     state = load_checkpoint(path)
     name = state.get("task")
     if name not in ("finetune", "linprobe"):
@@ -203,7 +191,4 @@ def restore_classifier(path, config_path=None, overrides=()) -> tuple[TrainConfi
 def command_main(command: str, args) -> int:
     """What `mgm pretrain|finetune|linprobe` run: the config from the command line, training, and
     the exit status (128 + the signal when SIGTERM / SIGUSR1 stopped the run)."""
-    from mgm.train.config import config_from_args
-    from mgm.train.stopping import exit_code
-
     return exit_code(run_training(command, config_from_args(command, args))["stopped"])
