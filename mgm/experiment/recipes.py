@@ -91,34 +91,9 @@ class Preset:
 
 
 MAIN = (Arm("tube", 0.75), Arm("mgm", 0.75), Arm("tube", 0.9), Arm("mgm", 0.9), Arm("random", 0.9))
-# The long recipe (~23 core-hours for every arm and evaluation; its 6-seed table is in RESULTS.md).
-# 48 px frames (the 96 px clips resized once), 8 px patches and the 128-d "micro" ViT: 6 x 6
-# patches x 4 slots = 144 tokens, the grid MGM needs to place a mask on an object (the 96 px /
-# 16 px / 192-d setting cost 2x per step for the same grid).
-# Plain-pixel targets: with VideoMAE's normalised pixels the loss sat at the predict-the-mean
-# floor (0.990 after 1,500 steps, on dev) and fine-tuning from it learned nothing; plain pixels
-# fall to 0.007 in 900 steps and their checkpoints fine-tune faster than scratch (a pilot of 2026-11;
-# the long recipe's stored runs in docs/results/ show the effect: RESULTS.md, "The long recipe").
-# Scratch needs ~1,000 fine-tuning steps to leave chance, hence 2,000 for every fine-tune.
-# The curve fine-tunes the checkpoint at a third of pre-training (the epoch end at 1,344 of 4,000
-# steps, 34%): exactly the paper's "same accuracy with 66% fewer epochs" test.
+# Why each CPU preset is what it is (grid, model, target, head, budgets): docs/RECIPES.md.
 LONG = Preset(synth="small", arms=MAIN, size=48, patch=8, model="micro", norm_pix=False,
               pretrain_steps=4000, finetune_steps=2000, curve=(1 / 3, 1.0), curve_labels=1.0)
-# The headline in <= 3 hours on 2 cores (two runners), data included. Learnt from the long recipe
-# and from pilots on dev (RESULTS.md): on objects 1.5x larger (`small-large`) pre-training is worth
-# 30 points instead of 14 and seeds agree within 1-2 points; fine-tuning sits at chance until it
-# has seen ~13k clips (~400 steps of 32 from a 1,344-step checkpoint; at batch 16 ~800 steps, so
-# a smaller batch saves nothing) and needs ~1,000 steps to learn; so the compute a run can spare
-# per clip must shrink: the 96-d "nano" ViT (0.6x micro's per step). 1,344 pre-training steps (12
-# epochs), 1,000 fine-tuning steps, and the costly evaluations (curve, 10% labels, probes) for
-# the 0.75 pair only. Transfer (issue 6's second item) is its own sitting: the same command with
-# --transfer.
-# The fine-tuning head reads the per-time-slot features ("slots"): every class here is a motion,
-# i.e. an order of frames, and through VideoMAE's mean over all tokens fine-tuning sat at chance
-# until the encoder had learnt to write that order into the tokens; at 3 seeds on val scratch and
-# 2 of 3 tube fine-tunes never left chance in 1,000 steps (RESULTS.md). With slots every run
-# learns (dev, seed 1: scratch 27.1, tube 32.9, MGM 32.1), so pre-training is compared on what
-# it is worth rather than on who leaves the plateau first.
 SMALL = replace(LONG, synth="small-large", model="nano", pretrain_steps=1344, finetune_steps=1000,
                 label_fractions=(1.0, 0.1), full_arms=("tube-0.75", "mgm-0.75"), transfer=False,
                 finetune_pooling="slots")
@@ -135,13 +110,8 @@ PRESETS = {
                    finetune_batch=16, transfer=False, keep_every_epoch=False),
     "small": SMALL,
     "long": LONG,
-    # The one lever the ablation left untested: the main object 1.5x larger, so that it spans 2-3
-    # tokens of the 6 x 6 grid instead of 1-2 (a tube mask hides all of it in 20% of slots instead
-    # of 48%). `long`'s recipe at ratio 0.75, final checkpoints, all labels.
     "large": replace(LONG, synth="small-large", arms=MAIN[:2], curve=(1.0,), label_fractions=(1.0,),
                      transfer=False),
-    # What each MGM choice is worth: `long`'s recipe (so its runs can share long's folder and
-    # its tube / mgm rows), one seed, the final checkpoints only.
     "ablation": replace(LONG, seeds=(0,), curve=(1.0,), transfer=False, probe=False,
                         arms=(Arm("motion-topk", 0.75), Arm("mgm-warp", 0.75),
                               Arm("mgm", 0.75, (("camera_comp", False),)),
