@@ -37,6 +37,7 @@ from mgm.config import Geometry
 from mgm.data import synth
 from mgm.data.dataset import build_dataset
 from mgm.data.lists import read_list
+from mgm.experiment.probe import fit_linear_probe
 from mgm.masking import build_mask_generator
 from mgm.motion import remove_camera_motion
 
@@ -98,22 +99,10 @@ def throughput(args):
 
 
 # ---------------------------------------------------------------- probes
-def _fit_logreg(xtr, ytr, xva, yva, classes, wd=1e-2):
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    xtr, xva = (xtr - mu) / sd, (xva - mu) / sd
-    w = torch.zeros(xtr.shape[1], classes, requires_grad=True)
-    b = torch.zeros(classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xtr @ w + b, ytr) + wd * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        return ((xtr @ w + b).argmax(1) == ytr).float().mean().item(), ((xva @ w + b).argmax(1) == yva).float().mean().item()
+def _fit_logreg(xtr, ytr, xva, yva, wd=1e-2):
+    """(train, val) accuracy in [0, 1] of the experiment's probe (mgm.experiment.probe), L2 wd."""
+    tr, va = fit_linear_probe(xtr, ytr, xva, yva, l2=wd, iters=300)
+    return tr / 100, va / 100
 
 
 def _features(samples):
@@ -147,12 +136,12 @@ def probe(args):
     for name, t in (("pixels, first frame", 0), ("pixels, middle frame", f // 2), ("pixels, last frame", f - 1)):
         xtr = torch.tensor(ptr[:, t].reshape(len(ytr), -1), dtype=torch.float32) / 255
         xva = torch.tensor(pva[:, t].reshape(len(yva), -1), dtype=torch.float32) / 255
-        tr, va = _fit_logreg(xtr, ytr, xva, yva, k)
+        tr, va = _fit_logreg(xtr, ytr, xva, yva)
         res[name] = {"train": round(tr, 3), "val": round(va, 3)}
         print(f"{name:>28} {tr:>9.3f} {va:>8.3f}")
     xtr = torch.tensor(mtr.reshape(len(ytr), -1), dtype=torch.float32)
     xva = torch.tensor(mva.reshape(len(yva), -1), dtype=torch.float32)
-    tr, va = _fit_logreg(xtr, ytr, xva, yva, k)
+    tr, va = _fit_logreg(xtr, ytr, xva, yva)
     res["compensated motion, all frames"] = {"train": round(tr, 3), "val": round(va, 3)}
     print(f"{'compensated motion, all frames':>28} {tr:>9.3f} {va:>8.3f}")
     return res

@@ -48,12 +48,18 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
 
     x: [N, F] features, y: [N] int labels. Features are standardised with train statistics.
     """
-    xtr = torch.as_tensor(x_train, dtype=torch.float64)
-    xte = torch.as_tensor(x_test, dtype=torch.float64)
+    return fit_linear_probe(x_train, y_train, x_test, y_test, l2=l2, iters=iters)[1]
+
+
+def fit_linear_probe(x_train, y_train, x_test, y_test, *, l2: float = 1e-3, iters: int = 200) -> tuple[float, float]:
+    """(train top-1 %, test top-1 %) of the probe `linear_probe` describes; the one probe of the
+    experiment and of `./run bench data --probe`."""
+    xtr = torch.as_tensor(np.asarray(x_train), dtype=torch.float64)
+    xte = torch.as_tensor(np.asarray(x_test), dtype=torch.float64)
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
-    classes = int(max(ytr.max().item(), int(np.max(y_test)))) + 1
+    classes = int(max(ytr.max().item(), int(np.max(np.asarray(y_test))))) + 1
     w = torch.zeros(xtr.shape[1], classes, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=iters, history_size=20,
@@ -67,5 +73,6 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
 
     opt.step(closure)
     with torch.no_grad():
-        pred = (xte @ w + b).argmax(1).numpy()
-    return float(100.0 * (pred == np.asarray(y_test)).mean())
+        top1 = [float(100.0 * ((x @ w + b).argmax(1).numpy() == np.asarray(y)).mean())
+                for x, y in ((xtr, y_train), (xte, y_test))]
+    return top1[0], top1[1]
