@@ -28,8 +28,7 @@ def run_demo(out: str = "runs/demo", threads: int = 0) -> str:
     print(summary["markdown"])
     out = Path(out)
     pre = {r["arm"]: r for r in runner.all_results() if "checkpoints" in r}
-    clip = _first_val_clip(runner.roots["base"])
-    _mask_gif(clip, preset, out / "mask_mgm.gif")
+    _mask_gif(runner, out / "mask_mgm.gif")
     ckpt = pre["mgm-0.75"]["checkpoints"][str(preset.pretrain_steps)]
     _reconstruction_png(runner, ckpt, out / "reconstruction_mgm.png")
     _loss_png(pre, out / "pretrain_loss.png")
@@ -38,7 +37,8 @@ def run_demo(out: str = "runs/demo", threads: int = 0) -> str:
         step = "" if tag == "scratch" else f"@{preset.pretrain_steps}"
         r = runner.result(f"finetune/base/{tag}{step}/f1/s0")
         top1[tag.split("-")[0]] = r["top1"] if r and r["top1"] is not None else float("nan")
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    # each file once: last.pt / best.pt are hard links to a checkpoint (what `du` counts)
+    size = sum({(st.st_dev, st.st_ino): st.st_size for st in (p.stat() for p in out.rglob("*") if p.is_file())}.values())
     print(f"\nwrote {out}/pretrain_loss.png (tube and MGM pre-training losses), {out}/mask_mgm.gif, "
           f"{out}/reconstruction_mgm.png, {out}/results.md; everything (clips, checkpoints, logs) is in "
           f"{out}/, {size / 2**20:.0f} MB: delete it to start over")
@@ -74,16 +74,24 @@ def _loss_png(pretrainings: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _first_val_clip(root: Path) -> str:
-    first = (root / "val.txt").read_text().split("\n", 1)[0].rsplit(None, 1)[0]
-    return str(root / first)
+def _mask_gif(runner, path: Path) -> None:
+    """The MGM mask of the first validation clip, frame by frame beside its motion (as `mgm show`)."""
+    from mgm import viz
+    from mgm.masking import build_mask_generator
 
-
-def _mask_gif(clip: str, preset, path: Path) -> None:
-    from mgm.cli import main
-
-    main(["show", clip, "--strategy", "mgm", "--ratio", "0.75", "--num-frames", str(preset.num_frames),
-          "--stride", str(preset.stride), "--size", str(preset.size), "--out", str(path)])
+    test = runner.memory_splits()[1]
+    geometry = test.geometry
+    i = int(test.items[0])
+    idx = clip_indices(test.split.video.shape[1], geometry, test.stride, None)
+    frames, motion = np.asarray(test.frames(i, idx)), test.motion(i, idx)  # [T, S, S, 3], [T, 2, H', W']
+    mgm = build_mask_generator("mgm", geometry, 0.75)
+    mask = mgm(motion, np.random.default_rng(0))
+    centres = build_mask_generator("mgm", geometry, 0.75, jitter=0.0).centres(motion[None], np.random.default_rng(0))[0]
+    k = -(-160 // geometry.size)  # drawn at least 160 px wide, each pixel a k x k block
+    shown = np.repeat(np.repeat(frames, k, 1), k, 2)
+    name = Path(test.split.paths[i]).name
+    viz.save_mask_gif(path, shown, motion, mask, centres, geometry.tubelet, geometry.patch * k,
+                      lambda t: f"{name} mgm 0.75  t={int(idx[t])}")
 
 
 def _reconstruction_png(runner, ckpt: str, path: Path) -> None:
@@ -93,7 +101,7 @@ def _reconstruction_png(runner, ckpt: str, path: Path) -> None:
     from mgm.reconstruct import load_pretrained, reconstruct_frames
 
     model, geometry = load_pretrained(ckpt)
-    _, test = runner._memory_splits()
+    _, test = runner.memory_splits()
     idx = clip_indices(test.split.video.shape[1], geometry, test.stride, None)
     frames = np.asarray(test.frames(int(test.items[0]), idx))  # uint8 [T, S, S, 3]
     mask = build_mask_generator("mgm", geometry, 0.75)(test.motion(int(test.items[0]), idx),

@@ -183,3 +183,18 @@ def reconstruction_rows(video: np.ndarray, recon: np.ndarray, mask: np.ndarray, 
         rows[1].append(tile(np.where(hidden, 0.5 * video[f] + 0.5 * MASK_TINT / 255, video[f])))
         rows[2].append(tile(recon[f]))
     return rows, ["input", "masked", "recon."]
+
+
+def save_mask_gif(path, frames: np.ndarray, motion: np.ndarray, mask: np.ndarray, centres: np.ndarray,
+                  tubelet: int, patch: int, caption, camera_comp: bool = True, ms_per_frame: int = 250) -> None:
+    """An animated GIF of a clip frame by frame: each frame's own motion beside its slot's mask.
+
+    frames: uint8 [T, S, S, 3] as drawn (already scaled up if wanted, `patch` in its pixels);
+    motion [T, 2, H', W']; mask bool [T', H', W']; centres [T', 2] (y, x) patches to ring;
+    caption(i) -> the title of frame i.
+    """
+    motion_tiles, mask_tiles = clip_views(frames, motion, np.repeat(mask, tubelet, axis=0), 1, patch,
+                                          camera_comp, np.repeat(centres, tubelet, axis=0))
+    images = [montage([[a, b]], [""], ["motion", f"mask (slot {i // tubelet})"], caption(i))
+              for i, (a, b) in enumerate(zip(motion_tiles, mask_tiles))]
+    save_gif(path, images, ms_per_frame)

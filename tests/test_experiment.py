@@ -457,7 +457,7 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     (src / "results" / "probe__motion-maps.json").write_text(json.dumps({"tag": "motion-maps", "mean": 42.0}))
     assert runner.motion_probe()["mean"] == 42.0
     dev = Runner(tmp_path / "dev", replace(smoke, eval_split="dev"), pretrained=src)
-    monkeypatch.setattr(Runner, "_memory_splits", lambda self: 1 / 0)
+    monkeypatch.setattr(Runner, "memory_splits", lambda self: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         dev.motion_probe()
     with pytest.raises(MGMError, match="differ from this recipe's in pretrain_steps, pretrain_lr"):

@@ -232,6 +232,11 @@ def test_demo_ends_on_what_it_shows(tmp_path, monkeypatch, capsys):
         assert (out / name).stat().st_size > 400, name
         assert str(out / name) in printed[-2]
     assert not (out / "curve.png").exists()
+    import re
+
+    printed_mb = int(re.search(r", (\d+) MB: delete it", printed[-2]).group(1))
+    on_disk = {(st.st_dev, st.st_ino): st.st_size for st in (p.stat() for p in out.rglob("*") if p.is_file())}
+    assert abs(printed_mb - sum(on_disk.values()) / 2**20) < 1  # hard-linked last.pt counted once, as du does
     assert "| scratch |" in (out / "results.md").read_text()  # the table, in percent
 
 

@@ -71,13 +71,9 @@ def run(args):
         image = viz.montage(rows, row_labels, labels, title)
         save = lambda path: viz.save_png(path, image)  # noqa: E731
     else:
-        # Per frame: each frame's own motion, beside the mask of its slot.
-        motion_tiles, mask_tiles = viz.clip_views(shown, motion, np.repeat(mask, tubelet, axis=0), 1, patch * k,
-                                                  comp, np.repeat(centres, tubelet, axis=0))
-        images = [viz.montage([[a, b]], [""], ["motion", f"mask (slot {i // tubelet})"],
-                              f"{name} {args.strategy}  t={args.start + args.stride * i}")
-                  for i, (a, b) in enumerate(zip(motion_tiles, mask_tiles))]
-        save = lambda path: viz.save_gif(path, images, args.ms)  # noqa: E731
+        save = lambda path: viz.save_mask_gif(  # noqa: E731
+            path, shown, motion, mask, centres, tubelet, patch * k,
+            lambda i: f"{name} {args.strategy}  t={args.start + args.stride * i}", comp, args.ms)
     save(args.out)
     print(f"{args.out}: {args.strategy} mask of {name}", file=sys.stderr)
 

@@ -235,7 +235,7 @@ class Runner:
             return self.result(key)
 
         t = time.perf_counter()
-        train, test = self._memory_splits()
+        train, test = self.memory_splits()
         res = {"tag": tag, "seed": seed}
         feats = {which: encoder_features(self._probe_model(init, seed), split, self.preset)
                  for which, split in (("train", train), ("test", test))}
@@ -250,11 +250,13 @@ class Runner:
         if self.done(key) or self._reuse(key):
             return self.result(key)
 
-        train, test = self._memory_splits()
+        train, test = self.memory_splits()
         acc = linear_probe(motion_features(train), train.labels(), motion_features(test), test.labels())
         return self._store(key, {"tag": "motion-maps", "mean": acc})
 
-    def _memory_splits(self):
+    def memory_splits(self):
+        """[train, evaluation split] of the base benchmark as centred, unmasked MemoryClips (decoded
+        once, cached under the data folder): what the probes and the demo's pictures read."""
         from mgm.config import Geometry
         from mgm.data.memory import MemoryClips, decode_split
 
