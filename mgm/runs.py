@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mgm.errors import MGMError
+from mgm.train.checkpoint import list_checkpoints
 from mgm.train.rundir import LOCK
 from mgm.train.log import read_log
 
@@ -81,7 +82,9 @@ def summarise(run_dir: str | Path) -> RunSummary:
     if len(losses) < 4:  # logged every run.log_every steps: a short run's curve is its epoch means
         losses = _losses(records, "epoch") or losses
     evals = [(r["step"], r["top1"]) for r in records if r.get("event") == "eval" and r.get("top1") is not None]
-    step = max((r["step"] for r in records if isinstance(r.get("step"), int)), default=0)
+    # the log's last step, or a checkpoint's: a run that failed mid-epoch logged no step record since
+    saved = [int(p.stem.split("-")[1]) for p in list_checkpoints(run_dir)]
+    step = max([r["step"] for r in records if isinstance(r.get("step"), int)] + saved, default=0)
     return RunSummary(
         path=str(run_dir), command=command, model=config.get("model", {}).get("preset", "?"),
         mask=f"{data.get('mask')} {data.get('mask_ratio'):g}" if command == "pretrain" and data else "",

@@ -85,6 +85,9 @@ def test_runs_states_running_stopped_diverged(tmp_path):
         f.write(json.dumps({"event": "error", "time": 1.0, "step": 5,
                             "message": "non-finite loss (nan) at step 5"}) + "\n")
     assert runs.summarise(tmp_path / "cut").state == "diverged"
+    lines = log.read_text().splitlines()
+    log.write_text(lines[0] + "\n" + lines[-1].replace('"step": 5', '"step": 0') + "\n")  # failed before logging
+    assert runs.summarise(tmp_path / "cut").step == 4  # then the newest checkpoint's step counts
 
 
 def test_runs_plot_draws_losses_and_scores(three_runs, tmp_path, capsys):
