@@ -15,6 +15,7 @@ import gc
 import itertools
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator, Sequence
@@ -307,8 +308,6 @@ def _warn_if_truncated(path, decoded: int, promised: int) -> None:
     """A file cut short (an interrupted copy or download) still decodes up to the cut, silently;
     its header still lists every frame. Say so: the motion covers only the decoded part."""
     if 0 < decoded < promised:
-        import warnings
-
         warnings.warn(VideoWarning(f"{os.fspath(path)}: truncated? decoded {decoded} of the {promised} "
                                    f"frames its header lists; the result covers those {decoded}"),
                       stacklevel=3)

@@ -28,9 +28,10 @@ def run_demo(out: str = "runs/demo", threads: int = 0) -> str:
     print(summary["markdown"])
     out = Path(out)
     pre = {r["arm"]: r for r in runner.all_results() if "checkpoints" in r}
-    _mask_gif(runner, out / "mask_mgm.gif")
+    clip = _first_val_clip(runner)
+    _mask_gif(clip, out / "mask_mgm.gif")
     ckpt = pre["mgm-0.75"]["checkpoints"][str(preset.pretrain_steps)]
-    _reconstruction_png(runner, ckpt, out / "reconstruction_mgm.png")
+    _reconstruction_png(clip, ckpt, out / "reconstruction_mgm.png")
     _loss_png(pre, out / "pretrain_loss.png")
     top1 = {}
     for tag in ("mgm-0.75", "tube-0.75", "scratch"):
@@ -74,38 +75,41 @@ def _loss_png(pretrainings: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _mask_gif(runner, path: Path) -> None:
-    """The MGM mask of the first validation clip, frame by frame beside its motion (as `mgm show`)."""
-    from mgm import viz
+def _first_val_clip(runner) -> dict:
+    """The first validation clip as the pictures show it: its name, sampled indices [T], frames
+    uint8 [T, S, S, 3], motion [T, 2, H', W'], its MGM mask at 0.75 [T', H', W'] and geometry."""
     from mgm.masking import build_mask_generator
 
     test = runner.memory_splits()[1]
-    geometry = test.geometry
-    i = int(test.items[0])
+    geometry, i = test.geometry, int(test.items[0])
     idx = clip_indices(test.split.video.shape[1], geometry, test.stride, None)
-    frames, motion = np.asarray(test.frames(i, idx)), test.motion(i, idx)  # [T, S, S, 3], [T, 2, H', W']
-    mgm = build_mask_generator("mgm", geometry, 0.75)
-    mask = mgm(motion, np.random.default_rng(0))
-    centres = build_mask_generator("mgm", geometry, 0.75, jitter=0.0).centres(motion[None], np.random.default_rng(0))[0]
-    k = -(-160 // geometry.size)  # drawn at least 160 px wide, each pixel a k x k block
-    shown = np.repeat(np.repeat(frames, k, 1), k, 2)
-    name = Path(test.split.paths[i]).name
-    viz.save_mask_gif(path, shown, motion, mask, centres, geometry.tubelet, geometry.patch * k,
-                      lambda t: f"{name} mgm 0.75  t={int(idx[t])}")
+    motion = test.motion(i, idx)
+    return {"name": Path(test.split.paths[i]).name, "idx": idx, "frames": np.asarray(test.frames(i, idx)),
+            "motion": motion, "geometry": geometry,
+            "mask": build_mask_generator("mgm", geometry, 0.75)(motion, np.random.default_rng(0))}
 
 
-def _reconstruction_png(runner, ckpt: str, path: Path) -> None:
-    """Input, MGM-masked input and the pre-trained model's reconstruction of one validation clip."""
+def _mask_gif(clip: dict, path: Path) -> None:
+    """The MGM mask of the clip, frame by frame beside its motion (as `mgm show`)."""
     from mgm import viz
     from mgm.masking import build_mask_generator
+
+    geometry, motion = clip["geometry"], clip["motion"]
+    mgm = build_mask_generator("mgm", geometry, 0.75, jitter=0.0)  # the ring: the centre without jitter
+    centres = mgm.centres(motion[None], np.random.default_rng(0))[0]
+    k = -(-160 // geometry.size)  # drawn at least 160 px wide, each pixel a k x k block
+    shown = np.repeat(np.repeat(clip["frames"], k, 1), k, 2)
+    viz.save_mask_gif(path, shown, motion, clip["mask"], centres, geometry.tubelet, geometry.patch * k,
+                      lambda t: f"{clip['name']} mgm 0.75  t={int(clip['idx'][t])}")
+
+
+def _reconstruction_png(clip: dict, ckpt: str, path: Path) -> None:
+    """Input, MGM-masked input and the pre-trained model's reconstruction of the clip."""
+    from mgm import viz
     from mgm.reconstruct import load_pretrained, reconstruct_frames
 
     model, geometry = load_pretrained(ckpt)
-    _, test = runner.memory_splits()
-    idx = clip_indices(test.split.video.shape[1], geometry, test.stride, None)
-    frames = np.asarray(test.frames(int(test.items[0]), idx))  # uint8 [T, S, S, 3]
-    mask = build_mask_generator("mgm", geometry, 0.75)(test.motion(int(test.items[0]), idx),
-                                                       np.random.default_rng(0))
+    frames, mask = clip["frames"], clip["mask"]
     recon = reconstruct_frames(model, frames, mask)
     rows, labels = viz.reconstruction_rows(frames / 255.0, recon, mask, geometry.tubelet, geometry.patch,
                                            scale=3)

@@ -38,7 +38,7 @@ import weakref
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from mgm import codec
 from mgm.config import CODEC_BLOCK, Geometry
@@ -289,8 +289,6 @@ def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling
 def collate_views(batch: list[dict]) -> dict:
     """DataLoader collate for repeated augmentation: B items of N views -> a batch of B*N clips
     (video [B*N, C, T, H, W], mask [B*N, L]; label and index repeated per view)."""
-    from torch.utils.data import default_collate
-
     out = default_collate(batch)
     n = out["video"].shape[1]
     for key, value in out.items():

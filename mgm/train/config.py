@@ -211,10 +211,13 @@ def parse_override(text: str) -> dict:
 
 
 def load_config(command: str = "pretrain", path: str | Path | None = None,
-                overrides: list[str] | tuple[str, ...] = (), base: dict | None = None) -> TrainConfig:
+                overrides: list[str] | tuple[str, ...] = (), base: dict | None = None,
+                inherit: bool = False) -> TrainConfig:
     """Build a TrainConfig: dataclass defaults < COMMAND_DEFAULTS[command] < base < YAML < overrides.
 
     `base` is a stored config dict (e.g. from a checkpoint) to start from instead of the defaults.
+    inherit: a fine-tune or probe takes what the YAML and the overrides leave unset of INHERITED
+    from its model.init checkpoint (the command line's behaviour).
     """
     import yaml
 
@@ -231,10 +234,22 @@ def load_config(command: str = "pretrain", path: str | Path | None = None,
         except yaml.YAMLError as e:
             raise MGMError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         _apply(cfg, tree, str(path))
+        explicit = _keys(tree)
+    else:
+        explicit = set()
     for text in overrides:
-        _apply(cfg, parse_override(text), f"--set {text}")
+        tree = parse_override(text)
+        _apply(cfg, tree, f"--set {text}")
+        explicit |= _keys(tree)
     validate(cfg)
+    if inherit and cfg.model.init and command in ("finetune", "linprobe"):
+        inherit_from_init(cfg, explicit)
     return cfg
+
+
+def _keys(tree: dict) -> set[str]:
+    """The 'section.key' names a config tree sets."""
+    return {f"{s}.{k}" for s, values in tree.items() if isinstance(values, dict) for k in values}
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -338,26 +353,12 @@ def config_from_args(command: str, args) -> TrainConfig:
         overrides.append(f"run.resume={args.resume}")
     if getattr(args, "overwrite", False):
         overrides.append("run.overwrite=true")
-    cfg = load_config(command, args.config, overrides)
-    if cfg.model.init and command in ("finetune", "linprobe"):
-        inherit_from_init(cfg, explicit_keys(args.config, overrides))
-    return cfg
+    return load_config(command, args.config, overrides, inherit=True)
 
 
 # What a fine-tune or probe takes from its model.init checkpoint unless the user sets it: the model
 # and the clip geometry it was trained at (typed twice, they were a source of "grid" errors).
 INHERITED = ("model.preset", "data.num_frames", "data.size", "data.tubelet", "data.patch")
-
-
-def explicit_keys(path, overrides) -> set[str]:
-    """The 'section.key' names a YAML file and --set overrides give (they win over inheritance)."""
-    import yaml
-
-    keys = {text.partition("=")[0].strip() for text in overrides}
-    if path:
-        tree = yaml.safe_load(Path(path).read_text()) or {}
-        keys |= {f"{s}.{k}" for s, values in tree.items() if isinstance(values, dict) for k in values}
-    return keys
 
 
 def inherit_from_init(cfg: TrainConfig, explicit: set[str]) -> list[str]:

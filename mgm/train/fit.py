@@ -17,16 +17,16 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mgm.data.dataset import collate_views
+from mgm.errors import MGMError
 from mgm.train import checkpoint as C
 from mgm.train import distributed as D
 from mgm.train import rundir
-from mgm.data.dataset import collate_views
-from mgm.train.loop import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
-from mgm.errors import MGMError
-from mgm.train.optim import CosineSchedule, build_optimizer, scaled_lr
-from mgm.train.log import RunLog, read_log
-from mgm.train.stopping import StopRequest
 from mgm.train.config import TrainConfig
+from mgm.train.log import RunLog, read_log
+from mgm.train.loop import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
+from mgm.train.optim import CosineSchedule, build_optimizer, scaled_lr
+from mgm.train.stopping import StopRequest
 
 
 @dataclass
@@ -64,7 +64,8 @@ def make_loader(dataset, cfg: TrainConfig, info: D.DistInfo, *, train: bool):
     views = getattr(dataset, "num_sample", 1)  # repeated augmentation: each item holds N views
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-        drop_last=train, pin_memory=info.device.type == "cuda", collate_fn=collate_views if views > 1 else None,
+        drop_last=train, pin_memory=info.device.type == "cuda",
+        collate_fn=collate_views if views > 1 else None,
         generator=torch.Generator().manual_seed(cfg.run.seed),
         persistent_workers=False)
     return loader, sampler
@@ -76,7 +77,8 @@ def _find_resume(cfg: TrainConfig) -> tuple[Path | None, dict | None]:
     if not cfg.run.resume:
         return None, None
     if cfg.run.resume == "auto":
-        path, state = C.last_good_checkpoint(cfg.run_dir, warn=lambda m: D.print0(f"[{cfg.run.name}] warning: {m}"))
+        warn = lambda m: D.print0(f"[{cfg.run.name}] warning: {m}")  # noqa: E731
+        path, state = C.last_good_checkpoint(cfg.run_dir, warn=warn)
         if path is None:
             D.print0(f"[{cfg.run.name}] --resume auto: no usable checkpoint in {cfg.run_dir}, starting fresh")
         return path, state
@@ -199,7 +201,8 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
              f"({cfg.data.batch_size} x {o.accum_steps} accum x {info.world_size} procs) / 256 "
              f"= lr {lr:.3g}; {steps_per_epoch} steps/epoch"
              f"{f' ({dropped} of {len(train_set)} clips left out of each epoch)' if dropped else ''}, "
-             f"{last_step} steps; {count(n_train)} of {count(n_params)} params trained; {precision} on {info.device}")
+             f"{last_step} steps; {count(n_train)} of {count(n_params)} params trained; "
+             f"{precision} on {info.device}")
     _warn_lr(cfg, task, lr, effective_batch)
 
     step, epoch, batches_done = 0, 0, 0
@@ -235,8 +238,7 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
             try:
                 last_ckpt[0] = C.save_checkpoint(C.checkpoint_path(run_dir, step_), state)
                 C.link_as(last_ckpt[0], C.LAST)
-            except MGMError as e:
-                log.write("error", step=step_, epoch=epoch_, message=str(e))
+            except MGMError as e:  # logged by the epoch loop, as every error of a step
                 raise MGMError(f"{e}; the previous checkpoint {last_ckpt[0] or '(none)'} is intact") from None
             C.prune_checkpoints(run_dir, cfg.run.keep_ckpts, cfg.run.keep_steps)
 
@@ -273,6 +275,19 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
                                     accum_steps=o.accum_steps, clip_grad=o.clip_grad, step_offset=step,
                                     on_step=on_step, desc=f"{task.name} epoch {shown}/{o.epochs}",
                                     progress=cfg.run.progress, stop=stop)
+            _log_bad_videos(log, train_set, epoch, shown, step)
+            step += stats["steps"]
+            mean_loss = stats["loss"]
+            finished_epoch = step - epoch_start_step == steps_per_epoch
+            log.write("epoch", step=step, epoch=shown, complete=finished_epoch, loss=mean_loss,
+                      elapsed=round(time.perf_counter() - t_start, 3))
+            D.print0(f"[{cfg.run.name}] step {step}/{last_step}, epoch {shown}/{o.epochs}"
+                     f"{'' if finished_epoch else ' (stopped inside it)'}: mean loss {mean_loss:.4f}")
+            if finished_epoch:
+                epoch, batches_done = epoch + 1, 0
+            else:
+                batches_done = (step - epoch_start_step) * o.accum_steps
+            save(step, epoch, batches_done)
         except NonFiniteLossError as e:
             good = C.last_good_checkpoint(run_dir)[0] if info.is_main else None
             where = (f"the last good checkpoint (finite weights) is {good}: lower optim.base_lr (or set "
@@ -284,19 +299,6 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
             log.write("error", step=step, epoch=shown, message=str(e),
                       last_checkpoint=str(C.latest_checkpoint(run_dir)) if info.is_main else None)
             raise
-        _log_bad_videos(log, train_set, epoch, shown, step)
-        step += stats["steps"]
-        mean_loss = stats["loss"]
-        finished_epoch = step - epoch_start_step == steps_per_epoch
-        log.write("epoch", step=step, epoch=shown, complete=finished_epoch, loss=mean_loss,
-                  elapsed=round(time.perf_counter() - t_start, 3))
-        D.print0(f"[{cfg.run.name}] step {step}/{last_step}, epoch {shown}/{o.epochs}"
-                 f"{'' if finished_epoch else ' (stopped inside it)'}: mean loss {mean_loss:.4f}")
-        if finished_epoch:
-            epoch, batches_done = epoch + 1, 0
-        else:
-            batches_done = (step - epoch_start_step) * o.accum_steps
-        save(step, epoch, batches_done)
         if stats["stopped"]:
             stopped = _signal_name(stop)
             break
@@ -311,7 +313,8 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
                 best[0] = result_eval["top1"]
                 C.link_as(last_ckpt[0], C.BEST)  # the checkpoint just saved is the one evaluated
     if stopped:
-        log.write("stopped", step=step, epoch=epoch, signal=stopped, checkpoint=str(last_ckpt[0]))
+        # epoch: the one a resumed run continues in, as the "resume" record numbers it
+        log.write("stopped", step=step, epoch=epoch + 1, signal=stopped, checkpoint=str(last_ckpt[0]))
         D.print0(f"[{cfg.run.name}] {stopped} received: stopped at step {step} of {last_step} with "
                  f"checkpoint {last_ckpt[0]}; continue with --resume auto")
     return {"step": step, "epoch": epoch, "loss": mean_loss, "eval": result_eval,

@@ -19,12 +19,13 @@ import os
 import shutil
 from pathlib import Path
 
-from mgm.train.checkpoint import list_checkpoints
 from mgm.errors import MGMError
 from mgm.files import make_parent, os_error, stale_temps
+from mgm.train.checkpoint import list_checkpoints
 
 LOCK = ".lock"
-RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "bad_videos_train.jsonl", "bad_videos_val.jsonl")  # besides the checkpoints: what marks a directory as holding a run
+# Besides the checkpoints: what marks a directory as holding a run.
+RUN_FILES = ("log.jsonl", "last.pt", "best.pt", "bad_videos_train.jsonl", "bad_videos_val.jsonl")
 RUN_DIRS = ("tb",)
 
 
@@ -61,7 +62,7 @@ def claim(run_dir: str | Path, *, fresh: bool, overwrite: bool = False) -> RunDi
                        f"finish, or give this run another name (--name NEW)") from None
     held = RunDirClaim(run_dir, fd)
     try:
-        if fresh:
+        if fresh:  # again under the lock (a run may have finished there since), or to overwrite
             _check_fresh(run_dir, overwrite)
         for tmp in stale_temps(run_dir):
             tmp.unlink(missing_ok=True)
