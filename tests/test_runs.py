@@ -257,3 +257,16 @@ def test_model_init_brings_its_geometry_and_flags_override_it(three_runs, tmp_pa
     assert main(["finetune", *bare, "--name", "override", "--set", "data.size=64"]) == 0
     data = read_log(tmp_path / "override" / "log.jsonl")[0]["config"]["data"]
     assert (data["num_frames"], data["size"]) == (4, 64)
+
+
+def test_a_damaged_run_log_is_named_and_the_other_runs_still_listed(three_runs, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(three_runs, root)
+    with open(root / "lp" / "log.jsonl", "a") as f:
+        f.write('{"event": "step", "st')  # a run killed in the middle of a write
+    assert main(["runs", str(root)]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()[2:4]] == ["ft", "pre"]
+    assert err.strip().count("\n") == 0 and f"{root / 'lp' / 'log.jsonl'}: not a readable run log" in err

@@ -23,20 +23,28 @@ def add_arguments(p):
 
 def run(args):
     import json
+    import sys
 
     from mgm import runs
+    from mgm.errors import MGMError
 
-    found = [runs.summarise(d) for d in runs.find_runs(args.dir)]
+    found, unreadable = [], []
+    for run_dir in runs.find_runs(args.dir):
+        try:
+            found.append(runs.summarise(run_dir))
+        except MGMError as e:  # one damaged log (a run killed mid-write) must not hide the others
+            unreadable.append(str(e))
     if args.json:
         print(json.dumps(runs.as_json(found), indent=1))
     elif not found:
         print(f"{args.dir}: no runs (no log.jsonl below it)")
     else:
         print(runs.table(found, args.dir))
+    for message in unreadable:
+        print(f"mgm runs: warning: {message}; not listed", file=sys.stderr)
     if args.plot:
         if not found:
-            from mgm.errors import MGMError
             raise MGMError(f"{args.dir}: no runs to plot")
-        import sys
         print(f"{runs.plot(found, args.plot, args.dir)}: loss and top-1 curves of {len(found)} runs",
               file=sys.stderr if args.json else sys.stdout)
+    return 1 if unreadable else 0
