@@ -20,24 +20,24 @@ from mgm.data.memory import clip_indices
 def run_demo(out: str = "runs/demo", threads: int = 0) -> str:
     from dataclasses import replace
 
-    from mgm.experiment import PRESETS, Runner
+    from mgm.experiment import PRESETS, Pretraining, Runner
 
     preset = replace(PRESETS["demo"], threads=threads)
     runner = Runner(out, preset, verbose=False)
     summary = runner.run()
     print(summary["markdown"])
     out = Path(out)
-    pre = {r["arm"]: r for r in runner.all_results() if "checkpoints" in r}
+    pre = {r.arm: r for r in runner.all_results() if isinstance(r, Pretraining)}
     clip = _first_val_clip(runner)
     _mask_gif(clip, out / "mask_mgm.gif")
-    ckpt = pre["mgm-0.75"]["checkpoints"][str(preset.pretrain_steps)]
+    ckpt = pre["mgm-0.75"].checkpoints[str(preset.pretrain_steps)]
     _reconstruction_png(clip, ckpt, out / "reconstruction_mgm.png")
     _loss_png(pre, out / "pretrain_loss.png")
     top1 = {}
     for tag in ("mgm-0.75", "tube-0.75", "scratch"):
         step = "" if tag == "scratch" else f"@{preset.pretrain_steps}"
         r = runner.result(f"finetune/base/{tag}{step}/f1/s0")
-        top1[tag.split("-")[0]] = r["top1"] if r and r["top1"] is not None else float("nan")
+        top1[tag.split("-")[0]] = r.top1 if r and r.top1 is not None else float("nan")
     # each file once: last.pt / best.pt are hard links to a checkpoint (what `du` counts)
     size = sum({(st.st_dev, st.st_ino): st.st_size for st in (p.stat() for p in out.rglob("*") if p.is_file())}.values())
     print(f"\nwrote {out}/pretrain_loss.png (tube and MGM pre-training losses), {out}/mask_mgm.gif, "
@@ -63,8 +63,8 @@ def _loss_png(pretrainings: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     for arm, record in sorted(pretrainings.items()):
-        if record.get("loss_curve"):
-            ax.plot(*zip(*record["loss_curve"]), label=arm)
+        if record.loss_curve:
+            ax.plot(*zip(*record.loss_curve), label=arm)
     ax.set(xlabel="pre-training step", ylabel="reconstruction loss",
            title="tiny demo: tube vs MGM pre-training")
     ax.grid(alpha=0.3)

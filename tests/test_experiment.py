@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mgm.experiment import PRESETS, Arm, prepare_data
+from mgm.experiment import PRESETS, Arm, FineTune, Tag, prepare_data
 from mgm.experiment.report import _steps_to_reach, summarise
 
 
@@ -278,8 +278,11 @@ def test_a_damaged_result_file_is_one_line_naming_it(tmp_path, capsys):
     argv = ["experiment", "masking", "--preset", "smoke", "--out", str(out), "--report-only"]
     assert main(argv) == 0
     runner = Runner(out, PRESETS["smoke"])
-    runner._store("finetune/scratch", {"top1": 12.5})
-    assert runner.result("finetune/scratch") == {"top1": 12.5}
+    rec = FineTune(tag=Tag("scratch"), fraction=0.5, seed=0, top1=12.5)
+    runner._store("finetune/scratch", rec)
+    assert runner.result("finetune/scratch") == rec
+    assert json.loads(runner._result_path("finetune/scratch").read_text()) == {
+        "tag": "scratch", "variant": "base", "fraction": 0.5, "seed": 0, "top1": 12.5, "top5": None}
     bad = runner._result_path("pretrain/tube")
     bad.write_text('{"top1": 3')
     capsys.readouterr()
@@ -287,6 +290,10 @@ def test_a_damaged_result_file_is_one_line_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(bad) in err and "not a readable result" in err and "delete it" in err
     assert bad.read_text() == '{"top1": 3'
+    bad.write_text('{"top1": 3}')  # JSON, but no record: the same one line
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and "not a readable result" in err
 
 
 def test_cli_preset_choices_are_the_presets():
@@ -335,12 +342,12 @@ def test_only_full_arms_get_the_curve_fractions_probes_and_transfer(tmp_path, mo
     """`small` keeps its budget by evaluating the 0.75 pair every way and the other arms once."""
     from dataclasses import replace
 
-    from mgm.experiment import Arm, Runner
+    from mgm.experiment import Arm, Pretraining, Runner
 
     preset = replace(PRESETS["smoke"], arms=(Arm("tube", 0.75), Arm("random", 0.9)), full_arms=("tube-0.75",))
     runner = Runner(tmp_path, preset)
     calls = []
-    monkeypatch.setattr(runner, "pretrain", lambda arm, seed: {"checkpoints": {"6": "a.pt", "12": "b.pt"}})
+    monkeypatch.setattr(runner, "pretrain", lambda arm, seed: Pretraining(arm=arm.name, checkpoints={"6": "a.pt", "12": "b.pt"}))
     monkeypatch.setattr(runner, "finetune", lambda tag, init, frac, seed, variant="base":
                         calls.append(("finetune", tag, init, frac, variant)))
     monkeypatch.setattr(runner, "probe", lambda tag, init, seed: calls.append(("probe", tag, init)))
@@ -413,7 +420,7 @@ def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp
     (root / "train.txt").write_text("".join(f"v{i}.mp4 {i % 2}\n" for i in range(40)))
     runner = Runner(tmp_path / "new", slots)
     runner.roots = {"base": root}
-    assert runner.finetune("scratch", None, 1.0, 0)["top1"] == 9.0
+    assert runner.finetune("scratch", None, 1.0, 0).top1 == 9.0
     assert seen[0].model.pooling == "slots"
 
 
@@ -447,15 +454,15 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     assert runner.data == src / "data"  # the pre-trainings' clips unless --data
     runner.roots = {"base": root}
     res = runner.pretrain(Arm("tube", 0.75), 0)
-    assert trained == [] and res["final_loss"] == 0.5 and res["reused_from"] == str(src)
-    assert {s: open(p).read() for s, p in res["checkpoints"].items()} == {"6": "6", "12": "12"}
-    assert all(p.startswith(str(out / "runs")) for p in res["checkpoints"].values())
+    assert trained == [] and res.final_loss == 0.5 and res.reused_from == str(src)
+    assert {s: open(p).read() for s, p in res.checkpoints.items()} == {"6": "6", "12": "12"}
+    assert all(p.startswith(str(out / "runs")) for p in res.checkpoints.values())
     with pytest.raises(ZeroDivisionError):  # not in the other folder: pre-trained here
         runner.pretrain(Arm("mgm", 0.75), 0)
     assert trained == ["pretrain-mgm-0.75-s0"]
     # a probe of a frozen encoder is reused when both folders score the same split, else run again
     (src / "results" / "probe__motion-maps.json").write_text(json.dumps({"tag": "motion-maps", "mean": 42.0}))
-    assert runner.motion_probe()["mean"] == 42.0
+    assert runner.motion_probe().mean == 42.0
     dev = Runner(tmp_path / "dev", replace(smoke, eval_split="dev"), pretrained=src)
     monkeypatch.setattr(Runner, "memory_splits", lambda self: 1 / 0)
     with pytest.raises(ZeroDivisionError):

@@ -29,16 +29,18 @@ def left_chance(losses: list[tuple[int, float]], chance: float, drop: float, win
 
 
 def plateau(out: Path, classes: int = 12, drop: float = 0.15, window: int = 5) -> list[dict]:
-    from mgm.experiment import finetune_run_name, read_result, run_losses
+    from mgm.experiment import FineTune, finetune_run_name, read_result, run_losses
 
     rows = []
     for f in sorted((out / "results").glob("finetune__base__*.json")):
         r = read_result(f)
-        run = out / "runs" / finetune_run_name(r["tag"], r["fraction"], r["seed"], r["variant"])
+        if not isinstance(r, FineTune):
+            continue
+        run = out / "runs" / finetune_run_name(r.tag, r.fraction, r.seed, r.variant)
         if not (run / "log.jsonl").exists():
             print(f"{run / 'log.jsonl'}: missing, skipped", file=sys.stderr)
             continue
-        rows.append({"tag": r["tag"], "seed": r["seed"], "fraction": r["fraction"], "top1": r["top1"],
+        rows.append({"tag": str(r.tag), "seed": r.seed, "fraction": r.fraction, "top1": r.top1,
                      "left_chance_at": left_chance(run_losses(run), math.log(classes), drop, window)})
     return sorted(rows, key=lambda x: (x["fraction"] < 1, x["seed"], x["tag"]))
 

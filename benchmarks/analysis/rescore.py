@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 
-def all_label_finetunes(out: Path) -> list[tuple[dict, Path]]:
+def all_label_finetunes(out: Path) -> list[tuple["FineTune", Path]]:
     """The experiment's stored all-label fine-tunes of the base benchmark, in seed order, each with
     its run folder: [(record, OUT/runs/<run>)]."""
-    from mgm.experiment import finetune_run_name, read_result
+    from mgm.experiment import FineTune, finetune_run_name, read_result
 
     recs = [read_result(f) for f in sorted((out / "results").glob("finetune__base__*.json"))]
-    recs = sorted((r for r in recs if r["fraction"] >= 1), key=lambda r: (r["seed"], r["tag"]))
-    return [(r, out / "runs" / finetune_run_name(r["tag"], r["fraction"], r["seed"], r["variant"]))
-            for r in recs]
+    recs = sorted((r for r in recs if isinstance(r, FineTune) and r.fraction >= 1),
+                  key=lambda r: (r.seed, str(r.tag)))
+    return [(r, out / "runs" / finetune_run_name(r.tag, r.fraction, r.seed, r.variant)) for r in recs]
 
 
 def main(argv=None) -> int:
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
             if code:
                 raise SystemExit(f"{run}: mgm eval failed")
         if path.exists():
-            rescored.append({**rec, "top1": json.loads(path.read_text())["top1"]})
+            rescored.append(replace(rec, top1=json.loads(path.read_text())["top1"]))
         else:
             print(f"{run}: no checkpoint, not scored")
     summary = summarise(rescored, curve_labels=1.0)

@@ -18,8 +18,11 @@ Choices are made on the benchmark's `dev` split; the table reports the `val` spl
 
 # The package's public API (the CLI, the demo, the benchmarks and the tests use these names).
 from mgm.experiment.recipes import LONG, MAIN, PRESETS, SMALL, Arm, Preset
+from mgm.experiment.records import FineTune, Pretraining, Probe, Record, Tag
 from mgm.experiment.runner import Runner
-from mgm.experiment.store import finetune_run_name, prepare_data, read_result, run_losses, train_list
+from mgm.experiment.store import (finetune_run_name, prepare_data, read_result, read_results, run_losses,
+                                  train_list, write_result)
 
-__all__ = ["LONG", "MAIN", "PRESETS", "SMALL", "Arm", "Preset", "Runner", "finetune_run_name", "prepare_data",
-           "read_result", "run_losses", "train_list"]
+__all__ = ["LONG", "MAIN", "PRESETS", "SMALL", "Arm", "FineTune", "Preset", "Pretraining", "Probe", "Record",
+           "Runner", "Tag", "finetune_run_name", "prepare_data", "read_result", "read_results", "run_losses",
+           "train_list", "write_result"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mgm.experiment.recipes import Arm
+from mgm.experiment.records import FineTune, Probe, Record, as_record
 from mgm.files import atomic_write
 
 
@@ -31,31 +32,26 @@ def _ms(values) -> str:
     return f"{np.mean(v):.1f} ± {seed_std(v):.1f} ({len(v)})" if len(v) > 1 else f"{v[0]:.1f} (1)"
 
 
-def _split_tag(tag: str) -> tuple[str, int | None]:
-    arm, _, step = tag.partition("@")
-    return arm, int(step) if step else None
-
-
-def summarise(results: list[dict], curve_labels: float) -> dict:
-    """results: the experiment's stored JSON records; curve_labels: the label fraction of the curve's
-    (and the transfer's) fine-tunes. Returns {"finetune": rows, "probe": rows,
+def summarise(results: list[Record | dict], curve_labels: float) -> dict:
+    """results: the experiment's records (mgm.experiment.records; a dict is read as its stored JSON
+    form); curve_labels: the label fraction of the curve's (and the transfer's) fine-tunes.
+    Returns {"finetune": rows, "probe": rows,
     "headline": {ratio: MGM vs tube}, "versus_tube": {other arm: the same vs tube at its ratio},
     "curve": {arm: [(step, mean, std)]}, "markdown": str}."""
     ft = defaultdict(list)   # (variant, arm, step, fraction) -> [top1 per seed]
     by_seed = {}             # (variant, arm, step, fraction, seed) -> top1
+    results = [as_record(r) for r in results]
     for r in results:
-        if "top1" in r and r.get("top1") is not None:
-            arm, step = _split_tag(r["tag"])
-            k = (r["variant"], arm, step, r["fraction"])
-            ft[k].append(r["top1"])
-            by_seed[k + (r["seed"],)] = r["top1"]
+        if isinstance(r, FineTune) and r.top1 is not None:
+            k = (r.variant, r.tag.arm, r.tag.step, r.fraction)
+            ft[k].append(r.top1)
+            by_seed[k + (r.seed,)] = r.top1
     probes = defaultdict(lambda: defaultdict(list))
     for r in results:
-        if "mean" in r and "fraction" not in r:
-            arm, _ = _split_tag(r["tag"])
+        if isinstance(r, Probe):
             for pooling in ("mean", "slots"):
-                if pooling in r:
-                    probes[arm][pooling].append(r[pooling])
+                if getattr(r, pooling) is not None:
+                    probes[r.tag.arm][pooling].append(getattr(r, pooling))
 
     final_step = {arm: max(s for (v, a, s, f) in ft if a == arm and s is not None)
                   for (_, arm, step, _) in ft if step is not None}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ import numpy as np
 from mgm.errors import MGMError
 from mgm.experiment.probe import encoder_features, linear_probe, motion_features
 from mgm.experiment.recipes import Arm, Preset
+from mgm.experiment.records import FineTune, Pretraining, Probe, Record, Tag
 from mgm.experiment.report import plot_curves, summarise
 from mgm.experiment.store import (_num_clips, _read_recipe, _recipe_diff, finetune_run_name, prepare_data,
-                                  read_result, run_losses, train_list)
+                                  read_result, read_results, run_losses, train_list, write_result)
 from mgm.files import write_text
 
 
@@ -80,7 +82,7 @@ class Runner:
     def done(self, key: str) -> bool:
         return self._result_path(key).exists()
 
-    def result(self, key: str) -> dict | None:
+    def result(self, key: str) -> Record | None:
         p = self._result_path(key)
         return read_result(p) if p.exists() else None
 
@@ -113,9 +115,8 @@ class Runner:
             path.unlink(missing_ok=True)
         self._claims = []
 
-    def _store(self, key: str, value: dict) -> dict:
-        write_text(self._result_path(key), json.dumps(value, indent=1))
-        return value
+    def _store(self, key: str, record: Record) -> Record:
+        return write_result(self._result_path(key), record)
 
     # -- configs
     def _config(self, command: str, name: str, data_root: Path, tlist: Path, seed: int, **sections):
@@ -135,9 +136,9 @@ class Runner:
         }
         return load_config(command, base=base)
 
-    def pretrain(self, arm: Arm, seed: int) -> dict:
+    def pretrain(self, arm: Arm, seed: int) -> Pretraining:
         """Pre-train one arm, keeping every epoch's checkpoint (or, with `keep_every_epoch` off, only
-        the curve's). -> {"checkpoints": {step: path}} at the `curve` points: each fraction is
+        the curve's). Its record's checkpoints are {step: path} at the `curve` points: each fraction is
         rounded to the nearest epoch end (the last to the last step), so a new curve reuses a
         finished pre-training."""
         from mgm.train.checkpoint import checkpoint_path, list_checkpoints
@@ -159,7 +160,7 @@ class Runner:
             if missing:
                 raise MGMError(f"{missing[0]}: checkpoint of the finished pre-training {arm.name} s{seed} "
                                f"is gone; delete {self._result_path(key)} to pre-train again")
-            return res if res["checkpoints"] == ckpts else self._store(key, {**res, "checkpoints": ckpts})
+            return res if res.checkpoints == ckpts else self._store(key, replace(res, checkpoints=ckpts))
         from mgm.train.tasks import run_training
 
         epochs = -(-p.pretrain_steps // per_epoch)
@@ -180,9 +181,9 @@ class Runner:
         missing = [c for c in ckpts.values() if not os.path.exists(c)]
         if missing:
             raise MGMError(f"pre-training {arm.name} left no checkpoint {missing[0]}")
-        return self._store(key, {"arm": arm.name, "seed": seed, "final_loss": out["loss"],
-                                 "loss_curve": run_losses(cfg.run_dir), "checkpoints": ckpts,
-                                 "seconds": round(time.perf_counter() - t, 1)})
+        return self._store(key, Pretraining(arm=arm.name, seed=seed, final_loss=out["loss"],
+                                            loss_curve=run_losses(cfg.run_dir), checkpoints=ckpts,
+                                            seconds=round(time.perf_counter() - t, 1)))
 
     def _reuse(self, key: str, run_dir: Path | None = None) -> bool:
         """Take `key` (a pre-training, or a probe when both folders score the same split) from the
@@ -197,11 +198,11 @@ class Runner:
         if run_dir is not None and not run_dir.exists():
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_dir.symlink_to(theirs.resolve(), target_is_directory=True)
-        self._store(key, {**read_result(src), "reused_from": str(self.pretrained)})
+        self._store(key, replace(read_result(src), reused_from=str(self.pretrained)))
         return True
 
-    def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> dict:
-        """Fine-tune from `init` (None: from scratch) on `frac` of the labels -> {"top1", ...}."""
+    def finetune(self, tag: str, init: str | None, frac: float, seed: int, variant: str = "base") -> FineTune:
+        """Fine-tune from `init` (None: from scratch) on `frac` of the labels."""
         key = f"finetune/{variant}/{tag}/f{frac:g}/s{seed}"
         if self.done(key):
             return self.result(key)
@@ -224,11 +225,11 @@ class Runner:
         t = time.perf_counter()
         out = run_training("finetune", cfg)
         ev = out["eval"] or {}
-        return self._store(key, {"tag": tag, "variant": variant, "fraction": frac, "seed": seed,
-                                 "top1": ev.get("top1"), "top5": ev.get("top5"), "epochs": epochs,
-                                 "seconds": round(time.perf_counter() - t, 1)})
+        return self._store(key, FineTune(tag=Tag.parse(tag), variant=variant, fraction=frac, seed=seed,
+                                         top1=ev.get("top1"), top5=ev.get("top5"), epochs=epochs,
+                                         seconds=round(time.perf_counter() - t, 1)))
 
-    def probe(self, tag: str, init: str | None, seed: int) -> dict:
+    def probe(self, tag: str, init: str | None, seed: int) -> Probe:
         """Linear probes on frozen features: mean-pooled and per time slot."""
         key = f"probe/{tag}/s{seed}"
         if self.done(key) or self._reuse(key):
@@ -236,15 +237,13 @@ class Runner:
 
         t = time.perf_counter()
         train, test = self.memory_splits()
-        res = {"tag": tag, "seed": seed}
         feats = {which: encoder_features(self._probe_model(init, seed), split, self.preset)
                  for which, split in (("train", train), ("test", test))}
-        for pooling in ("mean", "slots"):
-            res[pooling] = linear_probe(feats["train"][pooling], train.labels(),
-                                        feats["test"][pooling], test.labels())
-        return self._store(key, {**res, "seconds": round(time.perf_counter() - t, 1)})
+        acc = {pooling: linear_probe(feats["train"][pooling], train.labels(), feats["test"][pooling], test.labels())
+               for pooling in ("mean", "slots")}
+        return self._store(key, Probe(tag=Tag.parse(tag), seed=seed, **acc, seconds=round(time.perf_counter() - t, 1)))
 
-    def motion_probe(self) -> dict:
+    def motion_probe(self) -> Probe:
         """A linear probe on the codec's motion maps (camera motion removed): nothing learned."""
         key = "probe/motion-maps"
         if self.done(key) or self._reuse(key):
@@ -252,7 +251,7 @@ class Runner:
 
         train, test = self.memory_splits()
         acc = linear_probe(motion_features(train), train.labels(), motion_features(test), test.labels())
-        return self._store(key, {"tag": "motion-maps", "mean": acc})
+        return self._store(key, Probe(tag=Tag("motion-maps"), mean=acc))
 
     def memory_splits(self):
         """[train, evaluation split] of the base benchmark as centred, unmasked MemoryClips (decoded
@@ -340,18 +339,18 @@ class Runner:
         if kind == "pretrain":
             _, arm, seed = unit
             pre = self.pretrain(arm, seed)
-            final = max(pre["checkpoints"], key=int)
+            final = max(pre.checkpoints, key=int)
             full = p.full_arms is None or arm.name in p.full_arms
-            for step, ckpt in sorted(pre["checkpoints"].items(), key=lambda kv: int(kv[0])):
+            for step, ckpt in sorted(pre.checkpoints.items(), key=lambda kv: int(kv[0])):
                 tag = f"{arm.name}@{step}"
                 fracs = p.label_fractions if step == final and full else (p.curve_labels,)
                 if step == final or full:
                     for frac in fracs:
                         self.finetune(tag, ckpt, frac, seed)
             if p.probe and full:
-                self.probe(f"{arm.name}@{final}", pre["checkpoints"][final], seed)
+                self.probe(f"{arm.name}@{final}", pre.checkpoints[final], seed)
             if p.transfer and full:
-                self.finetune(f"{arm.name}@{final}", pre["checkpoints"][final], p.curve_labels,
+                self.finetune(f"{arm.name}@{final}", pre.checkpoints[final], p.curve_labels,
                               seed, "shifted")
         elif kind == "finetune":
             self.finetune(*unit[1:])
@@ -361,15 +360,15 @@ class Runner:
             self.motion_probe()
 
     # -- reporting
-    def all_results(self) -> list[dict]:
-        return [read_result(f) for f in sorted((self.out / "results").glob("*.json"))]
+    def all_results(self) -> list[Record]:
+        return read_results(self.out)
 
     def summary_line(self) -> str:
-        rows = [r for r in self.all_results() if "top1" in r and r.get("variant") == "base"
-                and r["fraction"] == self.preset.curve_labels and r["top1"] is not None]
+        rows = [r for r in self.all_results() if isinstance(r, FineTune) and r.variant == "base"
+                and r.fraction == self.preset.curve_labels and r.top1 is not None]
         by = {}
         for r in rows:
-            by.setdefault(r["tag"].split("@")[0], []).append(r["top1"])
+            by.setdefault(r.tag.arm, []).append(r.top1)
         return "top-1 so far (" + f"{self.preset.curve_labels:g} labels): " + " | ".join(
             f"{k} {np.mean(v):.1f}" for k, v in sorted(by.items()))
 

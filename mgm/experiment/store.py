@@ -1,6 +1,7 @@
 """An experiment folder's contents: the benchmark under OUT/data (generated once, shared by the
 runners), the label-fraction lists, run names, and the stored records (OUT/recipe.json,
-OUT/results/*.json, each run's log.jsonl), read with one-line errors for damaged files."""
+OUT/results/*.json as typed records of mgm.experiment.records, each run's log.jsonl), read with
+one-line errors for damaged files."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import numpy as np
 
 from mgm.errors import MGMError
 from mgm.experiment.recipes import Preset
+from mgm.experiment.records import Record, Tag, record_from_dict
+from mgm.files import write_text
 
 
 def prepare_data(data: Path, preset: Preset, progress: bool = True) -> dict[str, Path]:
@@ -76,7 +79,7 @@ def _num_clips(list_file: Path) -> int:
     return len(read_list(list_file))
 
 
-def finetune_run_name(tag: str, frac: float, seed: int, variant: str = "base") -> str:
+def finetune_run_name(tag: Tag | str, frac: float, seed: int, variant: str = "base") -> str:
     """The folder (under OUT/runs/) of one fine-tuning run, e.g. 'finetune-base-mgm-0.75@4000-f1-s0'."""
     return f"finetune-{variant}-{tag}-f{frac:g}-s{seed}"
 
@@ -98,9 +101,25 @@ def _read_recipe(path: Path) -> dict:
     return _read_json(path, "recipe", "delete it only if the folder's results are of this recipe")
 
 
-def read_result(path: Path) -> dict:
-    """One stored unit (OUT/results/*.json), for the runner and the benchmarks that read its records."""
-    return _read_json(path, "result", "delete it to run that unit again")
+def read_result(path: Path) -> Record:
+    """One stored unit (OUT/results/*.json) as its typed record, for the runner, the report and the
+    benchmarks; a file that is none is a one-line MGMError naming it, left as it was."""
+    remedy = "delete it to run that unit again"
+    try:
+        return record_from_dict(_read_json(path, "result", remedy))
+    except (ValueError, TypeError) as err:
+        raise MGMError(f"{path}: not a readable result ({err}); {remedy}") from None
+
+
+def read_results(folder: Path) -> list[Record]:
+    """Every record of an experiment folder (OUT/results/*.json), in file-name order."""
+    return [read_result(f) for f in sorted((Path(folder) / "results").glob("*.json"))]
+
+
+def write_result(path: Path, record: Record) -> Record:
+    """Store one unit's record (atomically: a crash leaves the old file or none)."""
+    write_text(path, json.dumps(record.to_dict(), indent=1))
+    return record
 
 
 def _recipe_diff(stored: dict, preset: Preset, keys) -> list[str]:
