@@ -18,11 +18,9 @@ from mgm.data.memory import clip_indices
 
 
 def run_demo(out: str = "runs/demo", threads: int = 0) -> str:
-    from dataclasses import replace
-
     from mgm.experiment import PRESETS, Pretraining, Runner
 
-    preset = replace(PRESETS["demo"], threads=threads)
+    preset = PRESETS["demo"].replace(threads=threads)
     runner = Runner(out, preset, verbose=False)
     summary = runner.run()
     print(summary["markdown"])

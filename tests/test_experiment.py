@@ -79,12 +79,10 @@ def test_arm_from_name_inverts_name():
 
 
 def test_no_scratch_drops_only_the_scratch_baselines(tmp_path):
-    from dataclasses import replace
-
     from mgm.experiment import Runner
 
     full = Runner(tmp_path / "a", PRESETS["smoke"]).units()
-    lean = Runner(tmp_path / "b", replace(PRESETS["smoke"], scratch=False)).units()
+    lean = Runner(tmp_path / "b", PRESETS["smoke"].replace(scratch=False)).units()
     assert [u for u in full if u[1:2] != ("scratch",)] == lean
     assert len(full) - len(lean) == 3  # 2 label fractions + the shifted variant, 1 seed
 
@@ -92,12 +90,10 @@ def test_no_scratch_drops_only_the_scratch_baselines(tmp_path):
 def test_large_preset_is_long_recipe_on_larger_objects():
     """Only the data differs from `long` in what a run does (the rest is which runs to make), so
     the two benchmarks' figures compare like for like."""
-    from dataclasses import asdict
-
     from mgm.data import synth
     from mgm.experiment import Runner
 
-    long, large = asdict(PRESETS["long"]), asdict(PRESETS["large"])
+    long, large = PRESETS["long"].record(), PRESETS["large"].record()
     assert sorted(k for k in long if long[k] != large[k] and k not in Runner._SELECTION) == ["synth"]
     assert synth.PRESETS[large["synth"]].scene.radius == (0.165, 0.27)
     assert [a.name for a in PRESETS["large"].arms] == ["tube-0.75", "mgm-0.75"]
@@ -221,8 +217,6 @@ def test_a_second_recipe_reuses_another_folders_benchmark(tmp_path, capsys):
     """--data points a recipe folder at clips generated for another: they are used as they are
     (nothing regenerated, the label-fraction list written beside them), and clips of another
     benchmark preset are refused with one line naming the folder."""
-    from dataclasses import replace
-
     from mgm.cli import main
     from mgm.data.lists import write_list
     from mgm.errors import MGMError
@@ -244,7 +238,7 @@ def test_a_second_recipe_reuses_another_folders_benchmark(tmp_path, capsys):
     assert err.count("\n") == 0 and str(data / "base") in err and "small-large" in err
     assert list((tmp_path / "long" / "results").glob("*.json")) == []
     with pytest.raises(MGMError, match="needs tiny"):
-        prepare_data(data, replace(PRESETS["smoke"], transfer=False), progress=False)
+        prepare_data(data, PRESETS["smoke"].replace(transfer=False), progress=False)
 
 
 def test_runners_sharing_a_folder_claim_units(tmp_path):
@@ -315,8 +309,6 @@ def test_cli_preset_choices_are_the_presets():
 def test_patch_sets_the_token_grid_of_every_run(tmp_path, capsys):
     """--patch changes the recipe (so its results never mix with another grid's) and the geometry
     each run is configured with; a patch that does not divide the frames fails in one line."""
-    from dataclasses import replace
-
     from mgm.cli import main
     from mgm.experiment import Runner
 
@@ -324,7 +316,7 @@ def test_patch_sets_the_token_grid_of_every_run(tmp_path, capsys):
     assert main(["experiment", "masking", "--preset", "large", "--out", str(out), "--patch", "6",
                  "--report-only"]) == 0
     assert json.loads((out / "recipe.json").read_text())["patch"] == 6
-    runner = Runner(out, replace(PRESETS["large"], patch=6))
+    runner = Runner(out, PRESETS["large"].replace(patch=6))
     cfg = runner._config("pretrain", "x", tmp_path, tmp_path / "train.txt", 0)
     assert cfg.data.geometry.grid == (4, 8, 8)  # 48 px frames in 6 px patches, 8 frames in tubelets of 2
     capsys.readouterr()
@@ -340,11 +332,9 @@ def test_patch_sets_the_token_grid_of_every_run(tmp_path, capsys):
 
 def test_only_full_arms_get_the_curve_fractions_probes_and_transfer(tmp_path, monkeypatch):
     """`small` keeps its budget by evaluating the 0.75 pair every way and the other arms once."""
-    from dataclasses import replace
-
     from mgm.experiment import Arm, Pretraining, Runner
 
-    preset = replace(PRESETS["smoke"], arms=(Arm("tube", 0.75), Arm("random", 0.9)), full_arms=("tube-0.75",))
+    preset = PRESETS["smoke"].replace(arms=(Arm("tube", 0.75), Arm("random", 0.9)), full_arms=("tube-0.75",))
     runner = Runner(tmp_path, preset)
     calls = []
     monkeypatch.setattr(runner, "pretrain", lambda arm, seed: Pretraining(arm=arm.name, checkpoints={"6": "a.pt", "12": "b.pt"}))
@@ -394,19 +384,17 @@ def test_an_interrupted_generation_is_redone(tmp_path):
 def test_a_field_added_to_the_recipe_reads_as_its_default_in_an_older_folder(tmp_path, monkeypatch):
     """A folder made before `finetune_pooling` existed holds mean-pooled fine-tunes: it resumes with
     the default and refuses "slots"; the fine-tunes are configured with the preset's pooling."""
-    from dataclasses import replace
-
     from mgm.errors import MGMError
     from mgm.experiment import Runner
 
     out, mean = tmp_path / "old", PRESETS["long"]
-    assert mean.finetune_pooling == "mean" and PRESETS["small"].finetune_pooling == "slots"
+    assert mean.finetune["model.pooling"] == "mean" and PRESETS["small"].finetune["model.pooling"] == "slots"
     Runner(out, mean)
     recipe = json.loads((out / "recipe.json").read_text())
     del recipe["finetune_pooling"]
     (out / "recipe.json").write_text(json.dumps(recipe))
     Runner(out, mean)  # no error
-    slots = replace(mean, finetune_pooling="slots")
+    slots = mean.replace(finetune_pooling="slots")
     with pytest.raises(MGMError, match="differs in finetune_pooling"):
         Runner(out, slots)
     (out / "recipe.json").write_text("{")
@@ -428,8 +416,6 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     """--pretrained: a finished pre-training of the other folder is linked, not redone (its
     checkpoints stay there), and so is a probe scored on the same split; one it lacks is trained
     here; a folder whose pre-training recipe differs is refused in one line naming the fields."""
-    from dataclasses import replace
-
     from mgm.errors import MGMError
     from mgm.experiment import Runner
 
@@ -450,7 +436,7 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     trained = []
     monkeypatch.setattr("mgm.train.tasks.run_training", lambda command, cfg: trained.append(cfg.run.name) or 1 / 0)
     out = tmp_path / "slots"
-    runner = Runner(out, replace(smoke, finetune_pooling="slots"), pretrained=src)
+    runner = Runner(out, smoke.replace(finetune_pooling="slots"), pretrained=src)
     assert runner.data == src / "data"  # the pre-trainings' clips unless --data
     runner.roots = {"base": root}
     res = runner.pretrain(Arm("tube", 0.75), 0)
@@ -463,12 +449,12 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
     # a probe of a frozen encoder is reused when both folders score the same split, else run again
     (src / "results" / "probe__motion-maps.json").write_text(json.dumps({"tag": "motion-maps", "mean": 42.0}))
     assert runner.motion_probe().mean == 42.0
-    dev = Runner(tmp_path / "dev", replace(smoke, eval_split="dev"), pretrained=src)
+    dev = Runner(tmp_path / "dev", smoke.replace(eval_split="dev"), pretrained=src)
     monkeypatch.setattr(Runner, "memory_splits", lambda self: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         dev.motion_probe()
     with pytest.raises(MGMError, match="differ from this recipe's in pretrain_steps, pretrain_lr"):
-        Runner(tmp_path / "other", replace(smoke, pretrain_steps=24, pretrain_lr=1e-3), pretrained=src)
+        Runner(tmp_path / "other", smoke.replace(pretrain_steps=24, pretrain_lr=1e-3), pretrained=src)
     with pytest.raises(MGMError, match="not an experiment folder"):
         Runner(tmp_path / "other", smoke, pretrained=root)
     (src / "recipe.json").write_text('{"synth": "tiny", ')  # cut off while written
@@ -481,16 +467,54 @@ def test_pretrained_reuses_another_folders_pretrainings(tmp_path, monkeypatch):
 def test_a_preset_without_every_epoch_keeps_only_curve_checkpoints(tmp_path):
     """The demo's preset keeps only the checkpoints its curve fine-tunes (one per epoch came to
     5.7 GB in runs/demo); the others keep every epoch end, so a new curve point reuses them."""
-    from dataclasses import replace
-
     from mgm.train.checkpoint import list_checkpoints
     from mgm.experiment import Runner
 
     assert PRESETS["demo"].keep_every_epoch is False and PRESETS["small"].keep_every_epoch
-    preset = replace(PRESETS["smoke"], arms=(Arm("tube", 0.75),), seeds=(0,), label_fractions=(1.0,),
+    preset = PRESETS["smoke"].replace(arms=(Arm("tube", 0.75),), seeds=(0,), label_fractions=(1.0,),
                      curve_labels=1.0, probe=False, transfer=False, scratch=False, keep_every_epoch=False)
     runner = Runner(tmp_path, preset, verbose=False)
     runner.run()
     kept = [p.name for p in list_checkpoints(tmp_path / "runs" / "pretrain-tube-0.75-s0")]
     assert kept == ["ckpt-00000006.pt", "ckpt-00000012.pt"]  # the curve's 0.5 and 1.0 only
     assert runner.run()["markdown"]  # finished: the kept checkpoints satisfy the resume check
+
+
+def test_a_preset_is_a_geometry_and_stage_overrides_stored_under_the_old_names(tmp_path, monkeypatch):
+    """Presets hold one Geometry and each stage's training-config overrides; recipe.json keeps the
+    names it always had (num_frames, pretrain_batch, finetune_pooling, ...), so older folders resume;
+    an override without such a name is stored as "<stage>.<key>", reaches the run's config and
+    decides whether another folder's pre-trainings may be reused."""
+    from mgm.config import Geometry
+    from mgm.errors import MGMError
+    from mgm.experiment import Runner
+
+    smoke = PRESETS["smoke"]
+    assert smoke.geometry == Geometry(num_frames=4, size=64, tubelet=2, patch=16)
+    rec = smoke.record()
+    assert {k: rec[k] for k in ("num_frames", "size", "patch", "pretrain_batch", "pretrain_lr", "norm_pix",
+                                "finetune_batch", "finetune_lr", "finetune_layer_decay", "finetune_pooling")} == {
+        "num_frames": 4, "size": 64, "patch": 16, "pretrain_batch": 8, "pretrain_lr": 2e-3, "norm_pix": True,
+        "finetune_batch": 8, "finetune_lr": 4e-3, "finetune_layer_decay": 0.75, "finetune_pooling": "mean"}
+    changed = smoke.replace(patch=8, pretrain_batch=4, finetune_pooling="slots", seeds=(3,))
+    assert changed.geometry.patch == 8 and changed.geometry.size == 64 and changed.seeds == (3,)
+    assert changed.pretrain["data.batch_size"] == 4 and changed.finetune["model.pooling"] == "slots"
+    assert smoke.pretrain["data.batch_size"] == 8  # the original is untouched
+    with pytest.raises(ValueError, match="not a multiple of patch"):
+        smoke.replace(patch=7)
+
+    compiled = smoke.replace(pretrain={**smoke.pretrain, "run.precision": "fp32", "optim.weight_decay": 0.1})
+    assert compiled.record()["pretrain.optim.weight_decay"] == 0.1
+    seen = []
+    monkeypatch.setattr("mgm.train.tasks.run_training", lambda command, cfg: seen.append(cfg) or 1 / 0)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "train.txt").write_text("".join(f"v{i}.mp4 {i % 2}\n" for i in range(16)))
+    runner = Runner(tmp_path / "a", compiled)
+    runner.roots = {"base": root}
+    with pytest.raises(ZeroDivisionError):
+        runner.pretrain(Arm("tube", 0.75), 0)
+    cfg = seen[0]
+    assert (cfg.optim.weight_decay, cfg.data.batch_size, cfg.optim.base_lr, cfg.data.patch) == (0.1, 8, 2e-3, 16)
+    with pytest.raises(MGMError, match="differ from this recipe's in pretrain.optim.weight_decay"):
+        Runner(tmp_path / "b", smoke, pretrained=tmp_path / "a")

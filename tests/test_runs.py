@@ -219,11 +219,9 @@ def test_demo_ends_on_what_it_shows(tmp_path, monkeypatch, capsys):
     """`mgm demo` (on a shortened recipe): the loss curves, mask GIF, reconstruction and table it
     names exist, no one-point curve.png, and the last line names mgm and tube with their top-1 in
     percent and says the tiny run is chance-level by design."""
-    from dataclasses import replace
-
     from mgm import experiment
 
-    monkeypatch.setitem(experiment.PRESETS, "demo", replace(experiment.PRESETS["demo"], pretrain_steps=8,
+    monkeypatch.setitem(experiment.PRESETS, "demo", experiment.PRESETS["demo"].replace(pretrain_steps=8,
                         finetune_steps=4, pretrain_batch=8, finetune_batch=8, probe=False))
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--threads", "1"]) == 0

@@ -73,7 +73,6 @@ def add_arguments(p):
 def run(args):
     from dataclasses import replace
 
-    from mgm.config import Geometry
     from mgm.errors import MGMError
     from mgm.experiment import PRESETS, Arm, Runner
 
@@ -93,10 +92,11 @@ def run(args):
     if args.curve:
         changes["curve"] = tuple(args.curve)
     if args.patch is not None:
-        try:  # Geometry holds the rule (a positive divisor of the frame size); the runs build one later
-            Geometry(num_frames=preset.num_frames, size=preset.size, patch=args.patch)
+        try:  # Geometry holds the rule (a positive divisor of the frame size)
+            replace(preset.geometry, patch=args.patch)
         except ValueError as e:
-            divisors = [d for d in range(2, preset.size) if preset.size % d == 0]
+            size = preset.geometry.size
+            divisors = [d for d in range(2, size) if size % d == 0]
             raise MGMError(f"--patch {args.patch}: {e} (the frames of preset {args.preset}); "
                            f"choose one of {', '.join(map(str, divisors))}")
         changes["patch"] = args.patch
@@ -122,7 +122,7 @@ def run(args):
             others = sorted({a.name for p in PRESETS.values() for a in p.arms} - own)
             raise MGMError(f"--arms: {e}; preset {args.preset} has {', '.join(sorted(own))}; "
                            f"other presets' arms: {', '.join(others)}")
-    preset = replace(preset, **changes)
+    preset = preset.replace(**changes)
     out = args.out or f"runs/experiment/{args.preset}"
     runner = Runner(out, preset, verbose=args.verbose, data=args.data, pretrained=args.pretrained)
     if args.report_only:

@@ -14,7 +14,7 @@ from mgm.data.memory import clip_indices
 from mgm.motion import remove_camera_motion
 
 
-def encoder_features(model, dataset, preset=None, batch_size: int = 64) -> dict[str, np.ndarray]:
+def encoder_features(model, dataset, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Features of every clip of `dataset` (a MemoryClips, centred clips, no masks).
 
     model: VideoMAEClassifier (eval mode). Returns {"mean": [N, D] mean-pooled (+ fc_norm),

@@ -1,12 +1,13 @@
 """The experiment's recipes: an `Arm` (mask strategy, ratio, constants) and a `Preset` (the
-benchmark, the model, the pre-training and fine-tuning budgets, which evaluations), and the named
-presets of `mgm experiment masking --preset`. Commentary on why each preset is what it is:
-docs/RESULTS.md."""
+benchmark, a clip geometry, the model, each stage's budget and training-config overrides, which
+evaluations), and the named presets of `mgm experiment masking --preset`. Why each preset is what
+it is: docs/RECIPES.md."""
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from mgm.config import Geometry
 from mgm.masking import STRATEGIES, build_mask_generator, strategy_parameters
@@ -55,28 +56,45 @@ class Arm:
         return arm
 
 
+# A preset's stage settings under the names recipe.json has always stored them by (and that
+# `Preset.replace` still takes): name -> (stage, training-config key).
+_RECORD_NAMES = {"pretrain_batch": ("pretrain", "data.batch_size"), "pretrain_lr": ("pretrain", "optim.base_lr"),
+                 "norm_pix": ("pretrain", "model.norm_pix_loss"),
+                 "finetune_batch": ("finetune", "data.batch_size"), "finetune_lr": ("finetune", "optim.base_lr"),
+                 "finetune_layer_decay": ("finetune", "optim.layer_decay"),
+                 "finetune_pooling": ("finetune", "model.pooling")}
+_GEOMETRY_NAMES = ("num_frames", "size", "tubelet", "patch")
+
+# Every stage sets at least these (a preset's own dict is merged over them).
+_PRETRAIN = {"data.batch_size": 32,
+             "optim.base_lr": 2e-3,           # x batch / 256: short schedules need MAE's full-batch lr
+             "model.norm_pix_loss": True}     # VideoMAE's normalised-pixel target (False: plain pixels)
+_FINETUNE = {"data.batch_size": 32, "optim.base_lr": 4e-3,
+             "optim.layer_decay": 0.75,       # VideoMAE's; 1.0 = none
+             "model.pooling": "mean"}         # the head's input: "mean" (VideoMAE) or "slots" (order-aware)
+
+
 @dataclass(frozen=True)
 class Preset:
+    """One experiment: the benchmark, the clip geometry, the model, each stage's budget and its
+    training-config overrides (`--set` keys, over the command's defaults), and which runs and
+    evaluations exist. Why each named preset is what it is: docs/RECIPES.md."""
+
     synth: str                      # `mgm synth` preset of the data
     arms: tuple
     seeds: tuple = (0, 1, 2)
-    num_frames: int = 8             # sampled frames per clip, at `stride` (covers the 32-frame clips)
+    # 8 sampled frames at `stride` 4 cover the 32-frame clips; 6 x 6 patches x 4 time slots = 144
+    # tokens: affordable on a CPU
+    geometry: Geometry = Geometry(num_frames=8, size=96, patch=16)
     stride: int = 4
-    size: int = 96
-    patch: int = 16                 # 6 x 6 patches x 4 time slots = 144 tokens: affordable on a CPU
     model: str = "tiny"
     pretrain_steps: int = 2400
-    pretrain_batch: int = 32
-    pretrain_lr: float = 2e-3       # base lr (x batch / 256): short schedules need MAE's full-batch lr
-    norm_pix: bool = True           # VideoMAE's normalised-pixel target (False: plain pixels)
+    finetune_steps: int = 450       # the same optimizer steps for every label fraction
+    pretrain: dict = field(default_factory=dict)   # overrides of the pre-training config, over _PRETRAIN
+    finetune: dict = field(default_factory=dict)   # overrides of the fine-tuning config, over _FINETUNE
     curve: tuple = (1 / 3, 2 / 3, 1.0)  # fractions of pre-training whose checkpoints are fine-tuned
     label_fractions: tuple = (1.0, 0.1)
     curve_labels: float = 0.1       # label fraction used for the intermediate checkpoints
-    finetune_steps: int = 450       # the same optimizer steps for every label fraction
-    finetune_batch: int = 32
-    finetune_lr: float = 4e-3
-    finetune_layer_decay: float = 0.75  # VideoMAE's; 1.0 = none
-    finetune_pooling: str = "mean"  # the head's input: "mean" (VideoMAE) or "slots" (order-aware; see model.py)
     probe: bool = True
     transfer: bool = True
     scratch: bool = True            # the from-scratch baselines (off: e.g. more seeds of some arms only)
@@ -89,32 +107,64 @@ class Preset:
     # pre-training) or only the curve's (the demo: one per epoch came to 5.7 GB).
     keep_every_epoch: bool = True
 
+    def __post_init__(self):
+        object.__setattr__(self, "pretrain", {**_PRETRAIN, **self.pretrain})
+        object.__setattr__(self, "finetune", {**_FINETUNE, **self.finetune})
+
+    def replace(self, **changes) -> "Preset":
+        """A copy with `changes`: fields, the geometry's own names (patch=8) and the record names
+        of stage settings (pretrain_batch=8, finetune_pooling="slots", norm_pix=False)."""
+        geometry = {k: changes.pop(k) for k in _GEOMETRY_NAMES if k in changes}
+        stages = {"pretrain": dict(self.pretrain), "finetune": dict(self.finetune)}
+        for name in [n for n in changes if n in _RECORD_NAMES]:
+            stage, key = _RECORD_NAMES[name]
+            stages[stage][key] = changes.pop(name)
+        if geometry:
+            changes["geometry"] = replace(changes.get("geometry", self.geometry), **geometry)
+        return replace(self, **{**stages, **changes})
+
+    def record(self) -> dict:
+        """The recipe as recipe.json stores it: JSON types, the geometry and the stages' settings
+        flat under their record names; a stage key without one as "<stage>.<key>"."""
+        d = json.loads(json.dumps(asdict(self)))  # tuples as lists, arms as dicts
+        out = {}
+        for name, value in d.items():
+            if name == "geometry":
+                out.update(value)
+            elif name in ("pretrain", "finetune"):
+                named = {key: n for n, (stage, key) in _RECORD_NAMES.items() if stage == name}
+                out.update({named.get(key, f"{name}.{key}"): v for key, v in value.items()})
+            else:
+                out[name] = value
+        return out
+
 
 MAIN = (Arm("tube", 0.75), Arm("mgm", 0.75), Arm("tube", 0.9), Arm("mgm", 0.9), Arm("random", 0.9))
 # Why each CPU preset is what it is (grid, model, target, head, budgets): docs/RECIPES.md.
-LONG = Preset(synth="small", arms=MAIN, size=48, patch=8, model="micro", norm_pix=False,
-              pretrain_steps=4000, finetune_steps=2000, curve=(1 / 3, 1.0), curve_labels=1.0)
-SMALL = replace(LONG, synth="small-large", model="nano", pretrain_steps=1344, finetune_steps=1000,
-                label_fractions=(1.0, 0.1), full_arms=("tube-0.75", "mgm-0.75"), transfer=False,
-                finetune_pooling="slots")
+LONG = Preset(synth="small", arms=MAIN, geometry=Geometry(num_frames=8, size=48, patch=8), model="micro",
+              pretrain_steps=4000, finetune_steps=2000, pretrain={"model.norm_pix_loss": False},
+              curve=(1 / 3, 1.0), curve_labels=1.0)
+SMALL = LONG.replace(synth="small-large", model="nano", pretrain_steps=1344, finetune_steps=1000,
+                     label_fractions=(1.0, 0.1), full_arms=("tube-0.75", "mgm-0.75"), transfer=False,
+                     finetune_pooling="slots")
 PRESETS = {
     # CI: every stage once, tiny everything (<= 3 minutes on 2 cores)
     "smoke": Preset(synth="tiny", arms=(Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
-                    num_frames=4, stride=8, size=64, patch=16, pretrain_steps=12, pretrain_batch=8,
-                    curve=(0.5, 1.0), label_fractions=(1.0, 0.5), curve_labels=0.5,
-                    finetune_steps=4, finetune_batch=8),
+                    geometry=Geometry(num_frames=4, size=64, patch=16), stride=8, pretrain_steps=12,
+                    pretrain={"data.batch_size": 8}, finetune_steps=4, finetune={"data.batch_size": 8},
+                    curve=(0.5, 1.0), label_fractions=(1.0, 0.5), curve_labels=0.5),
     # `./run demo`: a few minutes on 2 cores, set-up included
     "demo": Preset(synth="tiny", arms=(Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
-                   num_frames=8, stride=4, size=64, patch=16, pretrain_steps=300, pretrain_batch=16,
-                   curve=(1.0,), label_fractions=(1.0,), curve_labels=1.0, finetune_steps=150,
-                   finetune_batch=16, transfer=False, keep_every_epoch=False),
+                   geometry=Geometry(num_frames=8, size=64, patch=16), stride=4, pretrain_steps=300,
+                   pretrain={"data.batch_size": 16}, finetune_steps=150, finetune={"data.batch_size": 16},
+                   curve=(1.0,), label_fractions=(1.0,), curve_labels=1.0, transfer=False,
+                   keep_every_epoch=False),
     "small": SMALL,
     "long": LONG,
-    "large": replace(LONG, synth="small-large", arms=MAIN[:2], curve=(1.0,), label_fractions=(1.0,),
-                     transfer=False),
-    "ablation": replace(LONG, seeds=(0,), curve=(1.0,), transfer=False, probe=False,
-                        arms=(Arm("motion-topk", 0.75), Arm("mgm-warp", 0.75),
-                              Arm("mgm", 0.75, (("camera_comp", False),)),
-                              Arm("mgm", 0.75, (("focus", 0.5),)),
-                              Arm("mgm", 0.75, (("sigma", 1.0),)), Arm("mgm", 0.75, (("sigma", 4.0),)))),
+    "large": LONG.replace(synth="small-large", arms=MAIN[:2], curve=(1.0,), label_fractions=(1.0,), transfer=False),
+    "ablation": LONG.replace(seeds=(0,), curve=(1.0,), transfer=False, probe=False,
+                             arms=(Arm("motion-topk", 0.75), Arm("mgm-warp", 0.75),
+                                   Arm("mgm", 0.75, (("camera_comp", False),)),
+                                   Arm("mgm", 0.75, (("focus", 0.5),)),
+                                   Arm("mgm", 0.75, (("sigma", 1.0),)), Arm("mgm", 0.75, (("sigma", 4.0),)))),
 }

@@ -29,9 +29,10 @@ class Runner:
     _SELECTION = ("arms", "seeds", "label_fractions", "curve", "curve_labels", "probe", "transfer", "scratch",
                   "full_arms", "threads", "keep_every_epoch")
 
-    # Preset fields that decide what a pre-training is: another folder's pre-trainings are reused
-    # (`pretrained`) only when these agree, e.g. to try another fine-tuning recipe on them.
-    _PRETRAINING = ("synth", "num_frames", "stride", "size", "patch", "model", "pretrain_steps",
+    # Recipe names that decide what a pre-training is: another folder's pre-trainings are reused
+    # (`pretrained`) only when these agree (and any other "pretrain.*" override), e.g. to try
+    # another fine-tuning recipe on them.
+    _PRETRAINING = ("synth", "num_frames", "stride", "size", "tubelet", "patch", "model", "pretrain_steps",
                     "pretrain_batch", "pretrain_lr", "norm_pix")
 
     def __init__(self, out: str | Path, preset: Preset, *, verbose: bool = False, data: str | Path | None = None,
@@ -52,7 +53,8 @@ class Runner:
         if not path.exists():
             raise MGMError(f"{self.pretrained}: not an experiment folder (no recipe.json) to take pre-trainings from")
         theirs = _read_recipe(path)
-        diff = _recipe_diff(theirs, self.preset, self._PRETRAINING)
+        others = sorted(k for k in set(theirs) | set(self.preset.record()) if k.startswith("pretrain."))
+        diff = _recipe_diff(theirs, self.preset, self._PRETRAINING + tuple(others))
         # frozen-encoder probes depend on nothing else but the split they are scored on
         self._probes_reusable = not _recipe_diff(theirs, self.preset, ["eval_split"])
         if diff:
@@ -61,10 +63,7 @@ class Runner:
 
     def _check_recipe(self) -> None:
         """Results are reused across calls, so a folder holds one recipe: refuse to mix two."""
-        from dataclasses import asdict
-
-        recipe = {k: v for k, v in asdict(self.preset).items() if k not in self._SELECTION}
-        recipe = json.loads(json.dumps(recipe))
+        recipe = {k: v for k, v in self.preset.record().items() if k not in self._SELECTION}
         path = self.out / "recipe.json"
         if path.exists():
             old = _read_recipe(path)
@@ -120,20 +119,25 @@ class Runner:
 
     # -- configs
     def _config(self, command: str, name: str, data_root: Path, tlist: Path, seed: int, **sections):
+        """The training config of one run: the preset's geometry and data, the run's own `sections`,
+        then the stage's overrides (the preset's `pretrain` / `finetune` dict) on top."""
         from mgm.train.config import load_config
 
-        p = self.preset
+        p, g = self.preset, self.preset.geometry
         base = {
             "model": {"preset": p.model, **sections.pop("model", {})},
             "data": {"train_list": str(tlist), "val_list": str(data_root / f"{p.eval_split}.txt"),
-                     "root": str(data_root), "num_frames": p.num_frames, "size": p.size,
-                     "patch": p.patch, "stride": p.stride, "in_memory": True,
+                     "root": str(data_root), "num_frames": g.num_frames, "size": g.size, "tubelet": g.tubelet,
+                     "patch": g.patch, "stride": p.stride, "in_memory": True,
                      "cache": str(data_root / "cache"), **sections.pop("data", {})},
             "optim": sections.pop("optim", {}),
             "run": {"name": name, "out_dir": str(self.out / "runs"), "seed": seed,
                     "progress": self.verbose, "threads": p.threads, "eval_every": 0,
                     **sections.pop("run", {})},
         }
+        for key, value in (p.pretrain if command == "pretrain" else p.finetune).items():
+            section, field = key.split(".")
+            base[section][field] = value
         return load_config(command, base=base)
 
     def pretrain(self, arm: Arm, seed: int) -> Pretraining:
@@ -146,7 +150,7 @@ class Runner:
         key = f"pretrain/{arm.name}/s{seed}"
         p = self.preset
         root = self.roots["base"]
-        per_epoch = max(1, _num_clips(root / "train.txt") // p.pretrain_batch)
+        per_epoch = max(1, _num_clips(root / "train.txt") // p.pretrain["data.batch_size"])
         steps = sorted({p.pretrain_steps if f >= 1 else
                         min(p.pretrain_steps, per_epoch * max(1, round(f * p.pretrain_steps / per_epoch)))
                         for f in p.curve})
@@ -165,11 +169,8 @@ class Runner:
 
         epochs = -(-p.pretrain_steps // per_epoch)
         cfg = self._config("pretrain", run_dir.name, root, root / "train.txt", seed,
-                           model={"norm_pix_loss": p.norm_pix},
-                           data={"mask": arm.strategy, "mask_ratio": arm.ratio,
-                                 "mask_params": dict(arm.params), "batch_size": p.pretrain_batch},
-                           optim={"epochs": epochs, "max_steps": p.pretrain_steps,
-                                  "base_lr": p.pretrain_lr, "warmup_epochs": 0.1 * epochs},
+                           data={"mask": arm.strategy, "mask_ratio": arm.ratio, "mask_params": dict(arm.params)},
+                           optim={"epochs": epochs, "max_steps": p.pretrain_steps, "warmup_epochs": 0.1 * epochs},
                            # without every epoch: the curve's checkpoints and the newest two (resume)
                            run={"ckpt_every": 0, "keep_ckpts": 10 ** 6 if p.keep_every_epoch else 2,
                                 "keep_steps": steps, "resume": "auto"})
@@ -212,14 +213,11 @@ class Runner:
         root = self.roots[variant]
         # Same number of optimizer steps for every label fraction: few labels, more epochs.
         tlist = train_list(root, frac)
-        per_epoch = max(1, _num_clips(tlist) // p.finetune_batch)
+        per_epoch = max(1, _num_clips(tlist) // p.finetune["data.batch_size"])
         epochs = -(-p.finetune_steps // per_epoch)
         cfg = self._config("finetune", finetune_run_name(tag, frac, seed, variant), root,
-                           tlist, seed, model={"init": init or "", "pooling": p.finetune_pooling},
-                           data={"batch_size": p.finetune_batch},
-                           optim={"epochs": epochs, "max_steps": p.finetune_steps,
-                                  "base_lr": p.finetune_lr, "warmup_epochs": 0.1 * epochs,
-                                  "layer_decay": p.finetune_layer_decay},
+                           tlist, seed, model={"init": init or ""},
+                           optim={"epochs": epochs, "max_steps": p.finetune_steps, "warmup_epochs": 0.1 * epochs},
                            # a unit whose result is not stored is unfinished: it starts again
                            run={"keep_ckpts": 1, "overwrite": True})
         t = time.perf_counter()
@@ -237,7 +235,7 @@ class Runner:
 
         t = time.perf_counter()
         train, test = self.memory_splits()
-        feats = {which: encoder_features(self._probe_model(init, seed), split, self.preset)
+        feats = {which: encoder_features(self._probe_model(init, seed), split)
                  for which, split in (("train", train), ("test", test))}
         acc = {pooling: linear_probe(feats["train"][pooling], train.labels(), feats["test"][pooling], test.labels())
                for pooling in ("mean", "slots")}
@@ -256,15 +254,13 @@ class Runner:
     def memory_splits(self):
         """[train, evaluation split] of the base benchmark as centred, unmasked MemoryClips (decoded
         once, cached under the data folder): what the probes and the demo's pictures read."""
-        from mgm.config import Geometry
         from mgm.data.memory import MemoryClips, decode_split
 
         p, root = self.preset, self.roots["base"]
-        g = Geometry(num_frames=p.num_frames, size=p.size, patch=p.patch)
         splits = [decode_split(str(root / name), root=str(root), progress=self.verbose,
-                               cache=str(root / "cache" / Path(name).stem), size=p.size)
+                               cache=str(root / "cache" / Path(name).stem), size=p.geometry.size)
                   for name in ("train.txt", f"{p.eval_split}.txt")]
-        return [MemoryClips(s, g, p.stride, train=False) for s in splits]
+        return [MemoryClips(s, p.geometry, p.stride, train=False) for s in splits]
 
     def _probe_model(self, init: str | None, seed: int):
         import torch
@@ -275,8 +271,9 @@ class Runner:
 
         p = self.preset
         torch.manual_seed(seed)
-        model = VideoMAEClassifier(ModelConfig.from_preset(p.model, img_size=p.size, num_frames=p.num_frames,
-                                                           patch=p.patch, num_classes=1))
+        g = p.geometry
+        model = VideoMAEClassifier(ModelConfig.from_preset(p.model, img_size=g.size, num_frames=g.num_frames,
+                                                           tubelet=g.tubelet, patch=g.patch, num_classes=1))
         if init:
             load_encoder_weights(model, state_dict_of(init))
         return model.eval()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +122,9 @@ def write_result(path: Path, record: Record) -> Record:
 
 
 def _recipe_diff(stored: dict, preset: Preset, keys) -> list[str]:
-    """The fields among `keys` (in their order) where a folder's stored recipe.json differs from
-    `preset`; a field added since the folder was made counts as its default there."""
-    ours = json.loads(json.dumps(asdict(preset)))  # tuples as the stored lists
-    defaults = {f.name: f.default for f in fields(Preset)}
+    """The names among `keys` (in their order) where a folder's stored recipe.json differs from
+    `preset`'s record; a name added since the folder was made counts as its default there."""
+    ours, defaults = preset.record(), Preset(synth="", arms=()).record()
     return [k for k in keys if stored.get(k, defaults.get(k)) != ours.get(k)]
 
 
