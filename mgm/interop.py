@@ -237,7 +237,8 @@ def config_from_hf(hf_config, **overrides):
     size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
     patch = c.patch_size if isinstance(c.patch_size, int) else c.patch_size[0]
     kw = dict(
-        img_size=size, num_frames=c.num_frames, tubelet=c.tubelet_size, patch=patch, in_chans=c.num_channels,
+        geometry=Geometry(num_frames=c.num_frames, size=size, tubelet=c.tubelet_size, patch=patch),
+        in_chans=c.num_channels,
         embed_dim=c.hidden_size, depth=c.num_hidden_layers, num_heads=c.num_attention_heads,
         mlp_ratio=c.intermediate_size / c.hidden_size, qkv_bias=c.qv_bias,
         decoder_embed_dim=c.decoder_hidden_size, decoder_depth=c.decoder_num_hidden_layers,

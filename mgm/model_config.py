@@ -3,19 +3,24 @@ the network's shape (geometry, widths) and its regularisation, and the named pre
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from mgm.config import Geometry
 
+# transformers-style names of the geometry's fields, which ModelConfig(...), from_preset and the
+# presets still take (over the geometry) and which read as properties.
+_GEOMETRY_NAMES = {"img_size": "size", "num_frames": "num_frames", "tubelet": "tubelet", "patch": "patch"}
 
-@dataclass
+
+@dataclass(init=False)
 class ModelConfig:
-    """Everything that fixes the network's shape (geometry, widths) and its regularisation."""
+    """Everything that fixes the network's shape (one clip Geometry, widths) and its regularisation.
 
-    img_size: int = 224
-    num_frames: int = 16
-    tubelet: int = 2
-    patch: int = 16
+    ModelConfig(geometry=Geometry(...), embed_dim=...) or, as transformers spells it,
+    ModelConfig(img_size=112, num_frames=16, patch=16, ...): those names replace the geometry's fields.
+    """
+
+    geometry: Geometry = field(default_factory=Geometry)
     in_chans: int = 3
     embed_dim: int = 768
     depth: int = 12
@@ -39,8 +44,19 @@ class ModelConfig:
     norm_eps: float = 1e-6  # VideoMAE's LayerNorm eps (transformers' config default is 1e-12)
     head_init_scale: float = 0.001  # VideoMAE fine-tuning scales the fresh head's init by this
 
+    def __init__(self, geometry: Geometry | None = None, **kw):
+        named = {new: kw.pop(old) for old, new in _GEOMETRY_NAMES.items() if old in kw}
+        geometry = geometry or Geometry()
+        self.geometry = replace(geometry, **named) if named else geometry  # replace validates divisibility
+        for f in fields(self):
+            if f.name != "geometry":
+                default = f.default_factory() if f.default is MISSING else f.default
+                setattr(self, f.name, kw.pop(f.name, default))
+        if kw:
+            raise TypeError(f"ModelConfig got unknown fields: {', '.join(sorted(kw))}")
+        self.__post_init__()
+
     def __post_init__(self):
-        self.geometry  # validates divisibility
         if self.pooling not in ("mean", "slots"):
             raise ValueError(f"pooling={self.pooling!r} is not one of mean, slots")
         if self.pooling == "slots" and not self.use_mean_pooling:
@@ -50,9 +66,10 @@ class ModelConfig:
             if dim % heads:
                 raise ValueError(f"{name}embed_dim={dim} is not a multiple of {name}num_heads={heads}")
 
-    @property
-    def geometry(self) -> Geometry:
-        return Geometry(num_frames=self.num_frames, size=self.img_size, tubelet=self.tubelet, patch=self.patch)
+    img_size = property(lambda self: self.geometry.size)
+    num_frames = property(lambda self: self.geometry.num_frames)
+    tubelet = property(lambda self: self.geometry.tubelet)
+    patch = property(lambda self: self.geometry.patch)
 
     @property
     def patch_dim(self) -> int:
@@ -63,11 +80,14 @@ class ModelConfig:
     def from_preset(cls, name: str, **overrides) -> "ModelConfig":
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose from {', '.join(PRESETS)}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | set(_GEOMETRY_NAMES)
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        return cls(**{**PRESETS[name], **overrides})
+        preset = PRESETS[name]
+        if "geometry" in overrides:  # a whole geometry replaces the preset's own clip size / patch
+            preset = {k: v for k, v in preset.items() if k not in _GEOMETRY_NAMES}
+        return cls(**{**preset, **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)

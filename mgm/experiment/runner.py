@@ -271,9 +271,7 @@ class Runner:
 
         p = self.preset
         torch.manual_seed(seed)
-        g = p.geometry
-        model = VideoMAEClassifier(ModelConfig.from_preset(p.model, img_size=g.size, num_frames=g.num_frames,
-                                                           tubelet=g.tubelet, patch=g.patch, num_classes=1))
+        model = VideoMAEClassifier(ModelConfig.from_preset(p.model, geometry=p.geometry, num_classes=1))
         if init:
             load_encoder_weights(model, state_dict_of(init))
         return model.eval()

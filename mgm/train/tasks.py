@@ -26,8 +26,7 @@ def model_config(cfg: TrainConfig, num_classes: int = 0):
     """ModelConfig of the preset, with the data section's geometry and the model section's options."""
     d = cfg.data
     try:
-        return ModelConfig.from_preset(cfg.model.preset, img_size=d.size, num_frames=d.num_frames,
-                                       tubelet=d.tubelet, patch=d.patch, drop_path=cfg.model.drop_path,
+        return ModelConfig.from_preset(cfg.model.preset, geometry=d.geometry, drop_path=cfg.model.drop_path,
                                        grad_checkpointing=cfg.model.grad_checkpointing,
                                        norm_pix_loss=cfg.model.norm_pix_loss,
                                        num_classes=num_classes,
