@@ -36,9 +36,10 @@ class Sizes:
     loader_batch: int = 8
     loader_rounds: int = 4          # clips per measurement = workers x batch x rounds
     workers: int = 0                # 0: one DataLoader worker per core (os.cpu_count())
-    # experiment (`mgm experiment masking --preset ...`)
+    # experiment (`mgm experiment masking --preset gpu`): Preset.replace arguments
     experiment: str = "gpu"
     experiment_overrides: dict = field(default_factory=dict)
+    experiment_stages: dict = field(default_factory=dict)  # --set keys added to both stages' dicts
 
 
 FULL = Sizes(
@@ -59,8 +60,9 @@ SMOKE = Sizes(
     compile_backend="aot_eager", compile_min_s=5, matmul_n=256,
     clip_size=64, clip_frames=16, num_clips=4, loader_stride=2, loader_batch=2, loader_rounds=2, workers=2,
     experiment="gpu",
-    experiment_overrides=dict(synth="tiny", arms=None, num_frames=4, stride=4, size=32, patch=8, model="nano",
-                              pretrain_steps=2, pretrain_batch=4, finetune_steps=2, finetune_batch=4),
+    experiment_overrides=dict(synth="tiny", num_frames=4, stride=4, size=32, patch=8, model="nano",
+                              pretrain_steps=2, finetune_steps=2),
+    experiment_stages={"data.batch_size": 4, "run.device": "cpu"},
 )
 
 SIZES = {"full": FULL, "smoke": SMOKE}

@@ -27,7 +27,7 @@ HELP = "the MGM vs tube vs random masking experiment (resumable)"
 
 def add_arguments(p):
     p.add_argument("which", choices=["masking"], help="the experiment to run")
-    p.add_argument("--preset", default="smoke", choices=["smoke", "small", "long", "ablation", "large"])
+    p.add_argument("--preset", default="smoke", choices=["smoke", "small", "long", "ablation", "large", "gpu"])
     p.add_argument("--out", default=None, help="output directory (default runs/experiment/PRESET)")
     p.add_argument("--data", default=None,
                    help="where the benchmark is generated or found (default OUT/data); give another "

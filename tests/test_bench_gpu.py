@@ -1,0 +1,105 @@
+"""`./run bench gpu`: the smoke run (the GPU run's code at toy sizes on the CPU) writes the JSON a GPU
+run writes; the batch search, the time budget and the experiment's `gpu` preset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from benchmarks import ROOT
+from benchmarks.gpu import steps as S
+from benchmarks.gpu.sizes import SMOKE
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_every_row_and_section(tmp_path):
+    out = tmp_path / "gpu.json"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "gpu", "--smoke", "--out", str(out),
+                           "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.perf_counter() - t0 < 300
+    data = json.loads(out.read_text())
+    assert data["sizes"] == "smoke" and data["info"]["device"] == "cpu"
+    assert set(data["sections"]) == {"tests", "matmul", "steps", "loader", "experiment"}
+    # the CUDA tests ran in their own pytest and skipped themselves here (or passed on a GPU machine)
+    tests = data["tests"]
+    assert tests["status"] == ("passed" if torch.cuda.is_available() else "skipped")
+    assert len(tests["tests"]) >= 8 and tests["failure"] == tests["error"] == 0
+    assert data["matmul"]["tflops"] > 0
+    rows = data["steps"]
+    assert [(r["task"], r["impl"], r["mask"], r["dual"], r["compiled"]) for r in rows] == \
+        [(c.task, c.impl, c.mask, c.dual, c.compiled) for c in S.CASES]
+    assert {r["impl"] for r in rows} == {"ours", "transformers"}
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["batch"] == SMOKE.max_batch and r["steps"] == SMOKE.steps
+        assert r["ms_per_step"] >= r["ms_min"] > 0 and r["clips_per_s"] > 0
+        assert r["gflop_per_clip"] > 0 and 0 < r["mfu"] and r["final_loss"] == r["final_loss"]  # not NaN
+        assert r["peak_gb"] is None  # CPU: no device memory to read
+    visible = {r["mask"]: r["visible_tokens"] for r in rows if r["task"] == "pretrain"}
+    assert visible["mgm-0.75"] > visible["tube-0.9"]  # MGM at 0.75 keeps more tokens
+    assert all(r["visible_tokens"] == r["tokens"] for r in rows if r["task"] == "finetune")
+    loader = data["loader"]
+    assert [r["config"] for r in loader["rows"]] == ["tube", "mgm", "mgm-cached"]
+    assert all(r["clips_per_s"] > 0 and r["cores_per_gpu"] > 0 for r in loader["rows"])
+    exp = data["experiment"]
+    assert exp["status"] == "ok" and exp["summary"] is not None
+    assert data["elapsed_s"] < SMOKE.budget_s
+    assert "wrote" in proc.stdout and "loader mgm-cached" in proc.stdout
+
+
+def test_batch_search_steps_down_on_out_of_memory():
+    tried = []
+
+    def try_batch(b):
+        tried.append(b)
+        if b > 8:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at batch {b}")
+        return {"status": "ok", "batch": b}
+
+    row = S.largest_batch(try_batch, S.candidates(64), torch.device("cpu"))
+    assert row == {"status": "ok", "batch": 8, "oom_batches": [64, 48, 32, 24, 16, 12]}
+    assert tried == [64, 48, 32, 24, 16, 12, 8]
+    assert S.largest_batch(try_batch, [32, 16], torch.device("cpu")) == {"status": "oom", "oom_batches": [32, 16]}
+
+    def broken(b):
+        raise ValueError("not a memory problem")
+
+    with pytest.raises(ValueError):  # only OOM moves the search down
+        S.largest_batch(broken, [2, 1], torch.device("cpu"))
+
+
+def test_rows_past_the_deadline_are_skipped_with_a_note():
+    rows = S.run_cases(SMOKE, torch.device("cpu"), deadline=time.perf_counter() - 1, peak_tflops=1.0, log=lambda _: None)
+    assert len(rows) == len(S.CASES)
+    assert all(r["status"] == "skipped" and "left" in r["note"] for r in rows)
+
+
+def test_the_gpu_preset_is_larger_than_every_cpu_preset_and_configures_its_runs(tmp_path):
+    from mgm.data import synth
+    from mgm.experiment import PRESETS, Runner
+    from mgm.model import ModelConfig
+
+    gpu = PRESETS["gpu"]
+    cpu = [p for name, p in PRESETS.items() if name != "gpu"]
+    assert [a.name for a in gpu.arms] == ["tube-0.9", "tube-0.75", "mgm-0.75"] and gpu.seeds == (0,) and gpu.scratch
+    g = gpu.geometry
+    assert all(g.num_tokens > p.geometry.num_tokens and g.size >= p.geometry.size for p in cpu)
+    width = lambda p: ModelConfig.from_preset(p.model).embed_dim  # noqa: E731
+    assert all(width(gpu) > width(p) for p in cpu)
+    clips = synth.PRESETS[gpu.synth]
+    assert g.num_frames * gpu.stride <= clips.num_frames and g.size <= clips.size  # no repeated frames, no upscaling
+    runner = Runner(tmp_path, gpu)
+    assert [u[0] for u in runner.units()] == ["finetune", "pretrain", "pretrain", "pretrain"]  # scratch + 3 arms
+    root = tmp_path / "data" / "base"
+    for stage in ("pretrain", "finetune"):
+        cfg = runner._config(stage, "x", root, root / "train.txt", 0)  # validated by load_config
+        assert (cfg.data.num_frames, cfg.data.size, cfg.data.patch) == (g.num_frames, g.size, g.patch)
+        assert cfg.data.batch_size == 64 and cfg.data.in_memory and cfg.data.num_workers > 0
+        ModelConfig.from_preset(gpu.model, img_size=g.size, num_frames=g.num_frames, patch=g.patch)
