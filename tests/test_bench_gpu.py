@@ -30,7 +30,7 @@ def test_smoke_run_writes_every_row_and_section(tmp_path):
     # the CUDA tests ran in their own pytest and skipped themselves here (or passed on a GPU machine)
     tests = data["tests"]
     assert tests["status"] == ("passed" if torch.cuda.is_available() else "skipped")
-    assert len(tests["tests"]) >= 8 and tests["failure"] == tests["error"] == 0
+    assert len(tests["tests"]) >= 8 and tests["failed"] == tests["error"] == 0
     assert data["matmul"]["tflops"] > 0
     rows = data["steps"]
     assert [(r["task"], r["impl"], r["mask"], r["dual"], r["compiled"]) for r in rows] == \

@@ -176,6 +176,7 @@ def measure(case: Case, sizes, batch: int, device: torch.device) -> dict:
         runner.step(*inputs)
     flops = step_flops(model, call, inputs)  # eager, also for compiled rows: the same arithmetic
     free_memory(device)  # the peak below is the timed steps' own
+    sync(device)  # the counted backward's kernels finish before the first timed step starts
     times = [runner.step(*inputs) for _ in range(sizes.steps)]
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     med = statistics.median(times)
@@ -257,8 +258,9 @@ def add_mfu(rows: list[dict], peak_tflops: float | None) -> None:
         r["mfu"] = ref * r["clips_per_s"] / 1e3 / peak_tflops if ok else None
 
 
-def matmul_tflops(n: int, device: torch.device, reps: int = 10, warmup: int = 3) -> float:
-    """The device's bf16 matrix rate: `reps` n x n x n products after `warmup` untimed ones, TFLOP/s."""
+def matmul_tflops(n: int, device: torch.device, reps: int = 50, warmup: int = 20) -> float:
+    """The device's bf16 matrix rate: `reps` n x n x n products after `warmup` untimed ones (which
+    also raise an idle GPU's clocks), TFLOP/s."""
     g = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, generator=g, device=device).to(torch.bfloat16)
     b = torch.randn(n, n, generator=g, device=device).to(torch.bfloat16)
@@ -278,7 +280,7 @@ def h2d(sizes, batch: int, device: torch.device) -> dict | None:
     if device.type != "cuda":
         return None
     shape = (batch, 3, sizes.num_frames, sizes.img_size, sizes.img_size)
-    host = torch.empty(shape, pin_memory=True).normal_()
+    host = torch.empty(shape, pin_memory=True).fill_(0.5)
     out = torch.empty(shape, device=device)
     times = []
     for _ in range(5):
