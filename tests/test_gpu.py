@@ -11,7 +11,8 @@ only in summation order, ~1e-6 relative):
   - torch.compile (inductor) vs eager on CUDA, fp32: loss within 1e-4, gradients within 1e-3 relative;
   - SDPA runs a fused kernel: ours (pre-training, fine-tuning) and transformers' VideoMAE in bf16
     under sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION]), where needing the math fallback raises;
-  - a one-process NCCL group: all_reduce, and DDP's gradient all-reduce equal to a plain backward;
+  - a one-process NCCL group: all_reduce, and DDP's gradient all-reduce equal to a plain backward
+    (1e-5 relative);
   - mgm's engine on the GPU: `fit` pre-trains (bf16, torch.compile, pinned loader workers), resumes
     from its checkpoint, and a fine-tune initialised from it evaluates.
 """
@@ -216,8 +217,9 @@ def test_one_process_nccl_group(tmp_path):
         with true_fp32():
             loss, grads = loss_and_grads(ddp, pretrain_loss(video, mask), CUDA)
             want_loss, want = loss_and_grads(model, pretrain_loss(video, mask), CUDA)
-        assert math.isclose(loss, want_loss, rel_tol=1e-6)
-        assert_same_grads({n.removeprefix("module."): g for n, g in grads.items()}, want, total=1e-6, each=1e-5)
+        # the same kernels on the same device; only fused attention's backward may add in another order
+        assert math.isclose(loss, want_loss, rel_tol=1e-5)
+        assert_same_grads({n.removeprefix("module."): g for n, g in grads.items()}, want, total=1e-5, each=1e-4)
     finally:
         dist.destroy_process_group()
 

@@ -26,7 +26,7 @@ class Sizes:
     warmup: int = 3                 # untimed steps (the first one compiles)
     steps: int = 10                 # timed steps per row
     compile_backend: str = "inductor"
-    compile_min_s: float = 90.0     # a compiled row starts only with this much of its section left
+    compile_min_s: float = 60.0     # a compiled row starts only with this much of its section left
     matmul_n: int = 8192            # n x n x n bf16 products for the chip's matrix rate
     # loader
     clip_size: int = 256            # generated clips: clip_size^2 pixels, clip_frames frames
@@ -44,7 +44,7 @@ class Sizes:
 
 FULL = Sizes(
     name="full", budget_s=480,
-    caps={"tests": 120, "matmul": 15, "steps": 180, "loader": 60, "experiment": 240},
+    caps={"tests": 120, "matmul": 15, "steps": 220, "loader": 60, "experiment": 240},
     min_s={"tests": 30, "matmul": 5, "steps": 30, "loader": 20, "experiment": 90},
 )
 

@@ -169,11 +169,12 @@ PRESETS = {
                                    Arm("mgm", 0.75, (("sigma", 1.0),)), Arm("mgm", 0.75, (("sigma", 4.0),)))),
     # one H200 in <= 4 minutes, data generated included (`./run bench gpu`'s last section, docs/GPU.md):
     # small's benchmark and target at 16 frames, ViT-S, batch 64, eager (7 runs would each pay a
-    # compilation), 8 loader workers per run. The step counts are an estimate from the bench's step
-    # speeds; its first GPU run times each unit (results/*.json "seconds") to correct them.
+    # compilation), 8 loader workers per run. The step counts are an estimate (launch-bound eager
+    # steps of ~20 ms, ~70 s of data generation and decoding), not a measurement: the first GPU run
+    # times each unit (results/*.json "seconds") to correct them.
     "gpu": SMALL.replace(arms=(Arm("tube", 0.9), Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
                          geometry=Geometry(num_frames=16, size=96, patch=16), stride=2, model="small",
-                         pretrain_steps=1500, finetune_steps=600,
+                         pretrain_steps=1000, finetune_steps=400,
                          pretrain={**SMALL.pretrain, "data.batch_size": 64, "data.num_workers": 8},
                          finetune={**SMALL.finetune, "data.batch_size": 64, "data.num_workers": 8},
                          curve=(1.0,), label_fractions=(1.0,), curve_labels=1.0, full_arms=None, probe=False,
