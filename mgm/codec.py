@@ -11,6 +11,7 @@ Encoding is mgm.encode's (`write_video`, re-exported here).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import os
@@ -25,7 +26,7 @@ import numpy as np
 from mgm.config import CODEC_BLOCK
 from mgm.encode import write_video  # noqa: F401  (re-exported: callers use codec.write_video)
 from mgm.errors import VideoError
-from mgm.motion import MotionField, accumulate, mvs_to_grids
+from mgm.motion import MotionField, accumulate, grid_shape, mvs_to_grids
 
 # AVPictureType -> the three letters users know; S/SI/SP/BI are rare and map to their kin.
 _PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
@@ -155,6 +156,17 @@ def _configure(stream, *, motion: bool, fast: bool, path: str) -> None:
         ctx.options = opts
 
 
+def _open_for(path: str, *, motion: bool, fast: bool):
+    """_open, then _configure (closing the file if the codec is refused)."""
+    container, stream = _open(path)
+    try:
+        _configure(stream, motion=motion, fast=fast, path=path)
+    except BaseException:
+        container.close()
+        raise
+    return container, stream
+
+
 def _index_of(frame, stream, base_pts) -> int | None:
     """Display index of a decoded frame from its timestamp (needed after a seek)."""
     if frame.pts is None or not stream.average_rate:
@@ -171,44 +183,48 @@ def iter_frames(path, *, pixels: bool = True, motion: bool = True, start: int = 
     For `start > 0` it seeks to the keyframe before `start` and decodes forward, using timestamps
     to recover display indices; if the container has no usable timestamps it decodes from the start.
     """
-    import av
-
     if fast and pixels:
         raise ValueError("fast=True corrupts pixels; use it only with pixels=False")
     path = os.fspath(path)
-    container, stream = _open(path)
+    container, stream = _open_for(path, motion=motion, fast=fast)
     try:
-        _configure(stream, motion=motion, fast=fast, path=path)
-        base_pts = stream.start_time if stream.start_time is not None else 0
-        by_pts = start > 0 and stream.average_rate and stream.time_base
-        if by_pts:
-            target = base_pts + int(Fraction(start) / Fraction(stream.average_rate) / stream.time_base)
-            try:
-                container.seek(target, backward=True, any_frame=False, stream=stream)
-            except av.FFmpegError:
-                container.seek(0)
-                by_pts = False
-        count = 0
-        try:
-            for frame in container.decode(stream):
-                index = _index_of(frame, stream, base_pts) if by_pts else count
-                if by_pts and count == 0 and (index is None or index > start):
-                    # No timestamps, or the seek overshot: count frames from the very start.
-                    container.seek(0)
-                    yield from _count_from_start(container, stream, pixels, motion, start, stop)
-                    return
-                count += 1
-                if index < start:
-                    continue
-                if stop is not None and index >= stop:
-                    break
-                yield _wrap(frame, index, pixels, motion)
-        except av.FFmpegError as e:
-            if count == 0:
-                raise VideoError(path, f"cannot decode ({_short(e)})") from None
-            # A truncated tail: keep what decoded, as players do.
+        yield from _decoded(container, stream, path, pixels, motion, start, stop)
     finally:
         container.close()
+
+
+def _decoded(container, stream, path, pixels, motion, start, stop) -> Iterator[Frame]:
+    """iter_frames on an open, configured container (read_motion opens it once for everything)."""
+    import av
+
+    base_pts = stream.start_time if stream.start_time is not None else 0
+    by_pts = start > 0 and stream.average_rate and stream.time_base
+    if by_pts:
+        target = base_pts + int(Fraction(start) / Fraction(stream.average_rate) / stream.time_base)
+        try:
+            container.seek(target, backward=True, any_frame=False, stream=stream)
+        except av.FFmpegError:
+            container.seek(0)
+            by_pts = False
+    count = 0
+    try:
+        for frame in container.decode(stream):
+            index = _index_of(frame, stream, base_pts) if by_pts else count
+            if by_pts and count == 0 and (index is None or index > start):
+                # No timestamps, or the seek overshot: count frames from the very start.
+                container.seek(0)
+                yield from _count_from_start(container, stream, pixels, motion, start, stop)
+                return
+            count += 1
+            if index < start:
+                continue
+            if stop is not None and index >= stop:
+                break
+            yield _wrap(frame, index, pixels, motion)
+    except av.FFmpegError as e:
+        if count == 0:
+            raise VideoError(path, f"cannot decode ({_short(e)})") from None
+        # A truncated tail: keep what decoded, as players do.
 
 
 def _count_from_start(container, stream, pixels, motion, start, stop):
@@ -245,32 +261,114 @@ def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
                  frame if pixels else None)
 
 
-_GC_GENERATION = 0  # young objects only: a full collection costs as much as the process holds
+# Records gridded per mvs_to_grids call: enough that numpy's per-call overhead stays small on
+# small frames (16 frames of 320x240), and one frame at a time from 720p (~4,500 records a frame),
+# where gridding frames together saves nothing and each frame held costs ~2 MB.
+_BATCH_RECORDS, _BATCH_FRAMES = 4096, 16
 
 
-def _motion_field(frames, block: int, path, chunk: int = 16) -> MotionField:
-    """Grids of every frame. frames: iterable of Frame -> MotionField [F, Hb, Wb].
+class _Rows:
+    """The per-frame results of a read, written in place: dx, dy float32 and known bool
+    [capacity, Hb, Wb], frame types <U1 [capacity]. Preallocated to the frames expected (grown by
+    doubling past that), so that a read holds one copy of its result and parallel segments write
+    their own rows of it; allocated at the first frame unless the frame size is given; `field(n)`
+    is the first n rows, no copy."""
 
-    Records are gridded `chunk` frames at a time: one vectorised call each, few enough frames
-    held (their records are views) and a working set that stays in cache."""
-    grids, pending, types = [], [], []
-    width = height = 0
+    def __init__(self, capacity: int, block: int, width: int | None = None, height: int | None = None):
+        self.capacity, self.block, self.width, self.height = max(capacity, 1), block, width, height
+        self.dx = self.dy = self.known = self.types = None
+        if width is not None:
+            self._allocate(width, height)
+
+    def _allocate(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        shape = (self.capacity, *grid_shape(width, height, self.block))
+        self.dx, self.dy = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        self.known, self.types = np.empty(shape, bool), np.empty(self.capacity, "<U1")
+
+    def put(self, row: int, mvs: list, types: list, width: int, height: int) -> None:
+        """Grid the records of frames row, row + 1, ... (None: no vectors) into their rows."""
+        if self.dx is None:
+            self._allocate(width, height)
+        end = row + len(mvs)
+        while end > len(self.types):  # only a serial read of a video longer than its header says
+            self._grow()
+        self.dx[row:end], self.dy[row:end], self.known[row:end] = mvs_to_grids(
+            mvs, self.width, self.height, self.block)
+        self.types[row:end] = types
+
+    def _grow(self) -> None:
+        for k in ("dx", "dy", "known", "types"):
+            old = getattr(self, k)
+            new = np.empty((2 * len(old), *old.shape[1:]), old.dtype)
+            new[:len(old)] = old
+            setattr(self, k, new)
+
+    def field(self, n: int) -> MotionField:
+        return MotionField(self.dx[:n], self.dy[:n], self.known[:n], self.types[:n],
+                           self.width, self.height, self.block)
+
+
+def _grid_frames(frames, rows: _Rows, first: int = 0) -> int:
+    """Grid `frames` (Frame, display order) into rows first, first + 1, ...; returns their count.
+
+    A frame's records are a view that keeps the decoded frame alive, so records are gridded in
+    small batches and the batch's frames freed at once. Freeing needs the cyclic GC: PyAV's frame
+    and its side-data container reference each other (~1.6 MB a 720p frame). `_cycles_freed_young`
+    keeps the collection this costs per batch to the objects made since the read began."""
+    mvs, types, size, n = [], [], 0, first
     for f in frames:
-        width, height = f.width, f.height
-        pending.append(f.mvs)
+        mvs.append(f.mvs)
         types.append(f.frame_type)
-        if len(pending) == chunk:
-            grids.append(mvs_to_grids(pending, width, height, block))
-            pending = []
-            # PyAV's side-data container and its frame reference each other: without a collection
-            # every decoded frame waits for the cyclic GC (~300 MB at 720p, and slower decoding).
-            gc.collect(_GC_GENERATION)
-    if not types:
+        size += 0 if f.mvs is None else len(f.mvs)
+        if size >= _BATCH_RECORDS or len(mvs) == _BATCH_FRAMES:
+            rows.put(n, mvs, types, f.width, f.height)
+            n += len(mvs)
+            mvs, types, size = [], [], 0
+            gc.collect()
+    if mvs:
+        rows.put(n, mvs, types, f.width, f.height)
+        n += len(mvs)
+    return n - first
+
+
+_frozen_by_reads = 0
+_freeze_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _cycles_freed_young():
+    """While decoding, make a full `gc.collect()` visit only the objects made since: everything
+    older is moved out of the collector's sight (`gc.freeze`) and back at the end (the last of
+    concurrent reads unfreezes). A young-generation collection alone does not do: a frame alive in
+    another thread (or alive at an automatic collection) is promoted and its cycle then waits for a
+    full collection, which costs as much as the process holds (~3 ms after importing numpy and av,
+    per batch). Measured at 720p: 637 MiB peak with two segment threads and young collections.
+    A process that froze its heap itself keeps its state (and its full collections stay cheap)."""
+    global _frozen_by_reads
+    with _freeze_lock:
+        ours = _frozen_by_reads > 0 or gc.get_freeze_count() == 0
+        if ours:
+            _frozen_by_reads += 1
+            gc.freeze()
+    try:
+        yield
+    finally:
+        if ours:
+            with _freeze_lock:
+                _frozen_by_reads -= 1
+                if _frozen_by_reads == 0:
+                    gc.unfreeze()
+
+
+def _motion_field(frames, block: int, path, expected: int = 0) -> MotionField:
+    """Grids of every frame. frames: iterable of Frame -> MotionField [F, Hb, Wb]; `expected`:
+    the frame count to allocate for."""
+    rows = _Rows(expected, block)
+    n = _grid_frames(frames, rows)
+    if n == 0:
         raise NoFramesError(path, "no frames could be decoded")
-    if pending:
-        grids.append(mvs_to_grids(pending, width, height, block))
-    dx, dy, known = (np.concatenate(parts) for parts in zip(*grids))
-    return MotionField(dx, dy, known, np.array(types, dtype="<U1"), width, height, block)
+    return rows.field(n)
 
 
 def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | None = None,
@@ -280,26 +378,32 @@ def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | N
     Returns a MotionField: dx, dy float32 [F, ceil(H/block), ceil(W/block)], frame types [F].
     jobs: decoders run at once on segments of whole GOPs when reading a whole video (None: one
     per CPU; 1: serial). The result is identical to a serial read (see `_read_segments`).
+    The file is opened once for the header, the segment plan and the first (or only) decoder.
     """
-    info = probe(path)  # up front: a VP9 file fails before the progress bar appears
-    require_motion_vectors(info.codec, path)
+    path = os.fspath(path)
+    container, stream = _open_for(path, motion=True, fast=True)  # VP9 fails before the progress bar
     bar = None
-    if progress:
-        from tqdm import tqdm
-        end = min(info.num_frames, stop) if stop is not None else info.num_frames
-        bar = tqdm(total=max(end - start, 0) or None, unit="frame", leave=False,
-                   desc=os.path.basename(os.fspath(path)))
     try:
+        promised = int(stream.frames or 0)
+        expected = (min(promised, stop) if stop is not None else promised) - start
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=max(expected, 0) or None, unit="frame", leave=False, desc=os.path.basename(path))
         jobs = _available_cpus() if jobs is None else jobs
         whole = start == 0 and stop is None
-        field = _read_segments(path, block, jobs, bar) if whole and jobs > 1 else None
-        if field is None:
-            frames = iter_frames(path, pixels=False, motion=True, start=start, stop=stop, fast=True)
-            field = _motion_field(_ticking(frames, bar), block, path)
+        with _cycles_freed_young():
+            field = _read_segments(path, container, stream, block, jobs, bar) if whole and jobs > 1 else None
+            if field is None:
+                if whole and jobs > 1:  # the segment scan read the file to its end: start afresh
+                    container.close()
+                    container, stream = _open_for(path, motion=True, fast=True)
+                frames = _decoded(container, stream, path, False, True, start, stop)
+                field = _motion_field(_ticking(frames, bar), block, path, expected)
         if whole:
-            _warn_if_truncated(path, field.num_frames, info.num_frames)
+            _warn_if_truncated(path, field.num_frames, promised)
         return field
     finally:
+        container.close()
         if bar is not None:
             bar.close()
 
@@ -325,68 +429,87 @@ def _ticking(frames, bar):
         yield f
 
 
-def _read_segments(path, block: int, jobs: int, bar) -> MotionField | None:
+def _read_segments(path, container, stream, block: int, jobs: int, bar) -> MotionField | None:
     """`read_motion` of a whole video on up to `jobs` threads, one segment of whole GOPs each.
 
     Threads suffice: PyAV releases the GIL while it demuxes and decodes, which is most of the
-    work; only the per-frame Python and the gridding contend. Segments start at clean cuts only
-    (IDR keyframes without open-GOP leading frames, see mgm.segments), where a fresh decoder yields
-    exactly the frames and vectors of a decode from the start. Returns None, for a serial read,
-    when the video has a single segment or a segment did not decode exactly the planned frames.
+    work; only the per-frame Python and the gridding (~7% at 720p) contend. Segments start at clean
+    cuts only (IDR keyframes without open-GOP leading frames, see mgm.segments), where a fresh
+    decoder yields exactly the frames and vectors of a decode from the start. `container` (open,
+    configured) is scanned, then decodes the first segment on this thread; the others open their
+    own. Returns None, for a serial read, when the scan found no usable timestamps or a segment
+    did not decode exactly the planned frames.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from mgm import segments
 
-    container, stream = _open(path)
-    try:
-        packets = segments.scan(container, stream)
-    finally:
-        container.close()
-    plan = segments.plan(packets, jobs) if packets is not None else []
-    if len(plan) < 2:
+    packets = segments.scan(container, stream)
+    if packets is None:
         return None
-    with ThreadPoolExecutor(len(plan)) as pool:
-        parts = list(pool.map(lambda seg: _read_segment(path, seg, block, bar), plan))
-    if any(p is None for p in parts):
+    plan = segments.plan(packets, jobs)
+    ctx = stream.codec_context
+    rows = _Rows(len(packets.pts), block, ctx.width, ctx.height)
+    with ThreadPoolExecutor(max(len(plan) - 1, 1)) as pool:
+        others = [pool.submit(_read_segment, path, None, seg, rows, bar) for seg in plan[1:]]
+        ok = _read_segment(path, container, plan[0], rows, bar)
+        ok = all([ok] + [f.result() for f in others])
+    if not ok:
         if bar is not None:
             bar.reset()
         return None
-    dx, dy, known, types = (np.concatenate([getattr(p, k) for p in parts])
-                            for k in ("dx", "dy", "known", "frame_type"))
-    return MotionField(dx, dy, known, types, parts[0].width, parts[0].height, block)
+    return rows.field(len(packets.pts))
 
 
-def _read_segment(path, seg, block: int, bar) -> MotionField | None:
-    """The motion of one segment by its own decoder, or None unless it decoded exactly the
-    planned frames (timestamps `seg.pts`, in that order) without a decoding error."""
+def _read_segment(path, container, seg, rows: _Rows, bar) -> bool:
+    """Decode one segment (on `container`, or on a container of its own if None) into its rows of
+    `rows`; False unless it decoded exactly the planned frames (timestamps `seg.pts`, in that
+    order) without a decoding error."""
     import av
 
-    container, stream = _open(path)
     planned = seg.pts.tolist()
-    done = 0
+    done, exact = 0, True
 
     def frames():
-        nonlocal done
-        for packet in _packets_from(container, stream, seg):
-            for frame in packet.decode():
-                if frame.pts is not None and frame.pts < planned[0]:
-                    continue  # the seek landed on an earlier keyframe: decode up to ours
-                if frame.pts != planned[done]:
-                    return  # not the planned frame: give up early
-                yield _wrap(frame, seg.first + done, False, True)
-                done += 1
-                if done == seg.count:
-                    return  # the next segment's frames are another thread's
+        nonlocal done, exact
+        for frame in _segment_frames(container, stream, seg):
+            exact = done < seg.count and frame.pts == planned[done]
+            if not exact:
+                return  # not the planned frame: give up early
+            yield _wrap(frame, seg.first + done, False, True)
+            done += 1
 
+    own = container is None
     try:
-        _configure(stream, motion=True, fast=True, path=path)
-        field = _motion_field(_ticking(frames(), bar), block, path)
+        if own:
+            container, stream = _open_for(path, motion=True, fast=True)
+        else:
+            stream = container.streams.video[0]
+        _grid_frames(_ticking(frames(), bar), rows, seg.first)
     except (av.FFmpegError, VideoError):
-        return None
+        return False
     finally:
-        container.close()
-    return field if done == seg.count else None
+        if own and container is not None:
+            container.close()
+    return exact and done == seg.count
+
+
+def _segment_frames(container, stream, seg):
+    """The decoded frames of the segment's packets: from its keyframe up to the next segment's
+    (`seg.end`), then the decoder drained, so that no frame of the next GOP is decoded."""
+    started = False
+    for packet in _packets_from(container, stream, seg):
+        if packet.size == 0:  # the demuxer's end-of-stream packet: drained below
+            continue
+        if not started:
+            if packet.pts != seg.pts[0]:
+                continue  # the seek landed on an earlier keyframe: its GOP is another segment's
+            started = True
+        if seg.end is not None and packet.pts == seg.end:
+            break
+        yield from packet.decode()
+    if started:
+        yield from stream.codec_context.decode(None)
 
 
 def _packets_from(container, stream, seg):
@@ -395,8 +518,6 @@ def _packets_from(container, stream, seg):
     A seek by timestamp is exact where the container has an index (MP4, MKV, AVI, FLV); MPEG-TS
     has none and may land past the keyframe, then a seek to its byte position finds it (MP4
     refuses byte seeks, MKV and AVI land off a packet)."""
-    if seg.first == 0:
-        return container.demux(stream)
     container.seek(int(seg.pts[0]), backward=True, any_frame=False, stream=stream)
     packets = container.demux(stream)
     first = next(packets, None)
@@ -454,7 +575,8 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     frames = _keeping(iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1),
                       indices, kept)
     try:
-        field = _motion_field(frames, block, path)
+        with _cycles_freed_young():
+            field = _motion_field(frames, block, path, last + 1 - first)
     except NoFramesError:  # only this one means "the clip starts past the end"; others keep their reason
         if first == 0:
             raise

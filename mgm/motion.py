@@ -52,9 +52,17 @@ class MotionField:
         return np.hypot(self.dx, self.dy)
 
     def save_npz(self, path) -> None:
-        """dx, dy, frame_type to `path` (.npz), atomically; OSError -> one-line MGMError."""
-        with atomic_write(path) as f:
-            np.savez(f, dx=self.dx, dy=self.dy, frame_type=self.frame_type.astype("<U1"))
+        """dx, dy, frame_type to `path` (.npz, what np.savez writes), atomically; OSError ->
+        one-line MGMError. Each array is written from its own memory: np.savez copies it to bytes
+        first, in pieces of up to 16 MiB (+8.6 MB of peak memory for 600 frames at 720p)."""
+        import zipfile
+
+        with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for name, a in (("dx", self.dx), ("dy", self.dy), ("frame_type", self.frame_type.astype("<U1"))):
+                a = np.ascontiguousarray(a)
+                with z.open(f"{name}.npy", "w", force_zip64=True) as member:  # as np.savez does
+                    np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(a))
+                    member.write(memoryview(a.reshape(-1).view(np.uint8)))
 
 
 def grid_shape(width: int, height: int, block: int = CODEC_BLOCK) -> tuple[int, int]:

@@ -36,11 +36,13 @@ class Packets(NamedTuple):
 class Segment:
     """Display frames `first .. first + len(pts) - 1`. pts: int64 [count], their timestamps in
     display order; decoding starts at the keyframe with the first of them, at byte `pos` of the
-    file (-1 if unknown)."""
+    file (-1 if unknown), and stops before the packet with timestamp `end`, the next segment's
+    keyframe (None: the last segment): the decoder is then drained, not fed the next GOP."""
 
     first: int
     pts: np.ndarray
     pos: int
+    end: int | None = None
 
     @property
     def count(self) -> int:
@@ -87,7 +89,7 @@ def plan(packets: Packets, jobs: int) -> list[Segment]:
     nearest = cuts[np.abs(cuts[None, :] - ideal[:, None]).argmin(1)] if len(ideal) else cuts[:0]
     starts = np.concatenate([[0], nearest])  # non-decreasing; drop repeats (np.unique imports numpy.ma)
     starts = starts[np.diff(starts, prepend=-1) > 0]
-    return [Segment(int(a), np.sort(pts[a:b]), int(packets.pos[a]))
+    return [Segment(int(a), np.sort(pts[a:b]), int(packets.pos[a]), int(pts[b]) if b < n else None)
             for a, b in zip(starts, np.append(starts[1:], n))]
 
 

@@ -1,5 +1,7 @@
 """Decoding and motion vectors on clips encoded in fixtures, against the motion we put in them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -164,6 +166,15 @@ def _plan(path, jobs):
         container.close()
 
 
+def read_segments(path, jobs):
+    """The parallel read alone, without read_motion's serial fallback (None where it gave up)."""
+    container, stream = codec._open_for(str(path), motion=True, fast=True)
+    try:
+        return codec._read_segments(str(path), container, stream, 16, jobs, None)
+    finally:
+        container.close()
+
+
 def assert_same_field(a, b):
     for k in ("dx", "dy", "known", "frame_type"):
         np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
@@ -186,7 +197,7 @@ def test_parallel_segments_read_exactly_the_serial_motion(encode, name, params, 
     plan = _plan(path, 3)
     if parallel:
         assert [(s.first, s.count) for s in plan] == [(0, 16), (16, 16), (32, 24)]
-        assert_same_field(codec._read_segments(path, 16, 3, None), serial)  # no serial fallback
+        assert_same_field(read_segments(path, 3), serial)  # no serial fallback
     else:
         assert len(plan) == 1
     for jobs in (2, 3, 8):
@@ -215,10 +226,10 @@ def test_a_segment_that_decodes_other_frames_than_planned_falls_back_to_serial(e
 
     def off_by_one(packets, jobs):  # the last segment expects timestamps its frames do not have
         *head, last = plan(packets, jobs)
-        return [*head, segments.Segment(last.first, last.pts + 1, last.pos)]
+        return [*head, dataclasses.replace(last, pts=last.pts + 1)]
 
     monkeypatch.setattr(segments, "plan", off_by_one)
-    assert codec._read_segments(path, 16, 2, None) is None
+    assert read_segments(path, 2) is None
     assert_same_field(codec.read_motion(path, jobs=2), serial)
 
 
@@ -228,7 +239,7 @@ def test_multi_slice_pictures_get_one_segment_per_slices_cores(encode):
     path = encode("gops_2slices.mp4", frames, options={"x264-params": params})
     assert [s.count for s in _plan(path, 2)] == [48]  # the decoder's slice threads use both cores
     assert [s.count for s in _plan(path, 4)] == [16, 32]
-    assert_same_field(codec._read_segments(path, 16, 4, None), codec.read_motion(path, jobs=1))
+    assert_same_field(read_segments(path, 4), codec.read_motion(path, jobs=1))
 
 
 def test_plan_balances_frames_over_clean_cuts():
