@@ -316,7 +316,7 @@ def _grid_frames(frames, rows: _Rows, first: int = 0) -> int:
     small batches and the batch's frames freed at once. Freeing needs the cyclic GC: PyAV's frame
     and its side-data container reference each other (~1.6 MB a 720p frame). `_cycles_freed_young`
     keeps the collection this costs per batch to the objects made since the read began."""
-    mvs, types, size, n = [], [], 0, first
+    mvs, types, size, n, f = [], [], 0, first, None
     for f in frames:
         mvs.append(f.mvs)
         types.append(f.frame_type)
@@ -324,11 +324,13 @@ def _grid_frames(frames, rows: _Rows, first: int = 0) -> int:
         if size >= _BATCH_RECORDS or len(mvs) == _BATCH_FRAMES:
             rows.put(n, mvs, types, f.width, f.height)
             n += len(mvs)
-            mvs, types, size = [], [], 0
+            mvs, types, size, f = [], [], 0, None
             gc.collect()
     if mvs:
         rows.put(n, mvs, types, f.width, f.height)
         n += len(mvs)
+    mvs = f = None
+    gc.collect()  # the last batch's frames: a read leaves none behind
     return n - first
 
 
@@ -397,8 +399,11 @@ def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | N
                 if whole and jobs > 1:  # the segment scan read the file to its end: start afresh
                     container.close()
                     container, stream = _open_for(path, motion=True, fast=True)
-                frames = _decoded(container, stream, path, False, True, start, stop)
-                field = _motion_field(_ticking(frames, bar), block, path, expected)
+                frames = _decoding_ahead(_decoded(container, stream, path, False, True, start, stop))
+                try:
+                    field = _motion_field(_ticking(frames, bar), block, path, expected)
+                finally:
+                    frames.close()
         if whole:
             _warn_if_truncated(path, field.num_frames, promised)
         return field
@@ -420,6 +425,48 @@ def _warn_if_truncated(path, decoded: int, promised: int) -> None:
 def _available_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _decoding_ahead(frames, depth: int = 2):
+    """Yield from `frames` (an iterator that decodes), advanced up to `depth` frames ahead by a
+    thread of its own: the decoder keeps working while the caller grids. A decoder returns to
+    Python between frames, so otherwise its slice threads (a 2-slice video: both cores) wait for
+    the gridding, which cost ~40% at 720p. A decoding error is raised here, in its place."""
+    import queue
+
+    q, stop, end = queue.Queue(depth), threading.Event(), object()
+
+    def produce():
+        try:
+            for f in frames:
+                q.put(f)
+                del f  # the frame belongs to the caller now; its cycle is freed by their collection
+                if stop.is_set():
+                    return
+            q.put(end)
+        except BaseException as e:  # noqa: BLE001 -- handed to the caller, who raises it
+            q.put(_Failed(e))
+
+    thread = threading.Thread(target=produce, name="mgm-decode", daemon=True)
+    thread.start()
+    try:
+        while (f := q.get()) is not end:
+            if isinstance(f, _Failed):
+                raise f.error
+            yield f
+            del f
+    finally:  # also when the caller stops early: let the thread finish before the file closes
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.01)
+            except queue.Empty:
+                pass
+
+
+@dataclass
+class _Failed:
+    error: BaseException
 
 
 def _ticking(frames, bar):
@@ -485,7 +532,11 @@ def _read_segment(path, container, seg, rows: _Rows, bar) -> bool:
             container, stream = _open_for(path, motion=True, fast=True)
         else:
             stream = container.streams.video[0]
-        _grid_frames(_ticking(frames(), bar), rows, seg.first)
+        ahead = _decoding_ahead(frames())
+        try:
+            _grid_frames(_ticking(ahead, bar), rows, seg.first)
+        finally:
+            ahead.close()
     except (av.FFmpegError, VideoError):
         return False
     finally:

@@ -128,3 +128,15 @@ def test_resample_identity_crop_scale_and_flip():
     fx, fy = motion.resample_to_grid(dx, dy, (96, 128), (0, 0, 96, 128), (96, 128), (6, 8), hflip=True)
     np.testing.assert_allclose(fx, -dx[:, :, ::-1], atol=1e-6)
     np.testing.assert_allclose(fy, dy[:, :, ::-1], atol=1e-6)
+
+
+def test_save_npz_writes_what_np_savez_writes(tmp_path):
+    rng = np.random.default_rng(0)
+    dx, dy = rng.normal(size=(2, 7, 5, 9)).astype(np.float32)
+    field = motion.MotionField(dx, dy[:, ::-1], dx > 0, np.array(list("IPBBPBB")), 144, 80)  # dy: not contiguous
+    field.save_npz(tmp_path / "ours.npz")
+    np.savez(tmp_path / "numpy.npz", dx=field.dx, dy=field.dy, frame_type=field.frame_type)
+    assert (tmp_path / "ours.npz").read_bytes() == (tmp_path / "numpy.npz").read_bytes()
+    data = np.load(tmp_path / "ours.npz")
+    np.testing.assert_array_equal(data["dy"], dy[:, ::-1])
+    assert data["frame_type"].tolist() == list("IPBBPBB")

@@ -106,3 +106,11 @@ def test_help_does_not_import_torch_and_is_fast():
     r = subprocess.run(MGM + ["motion", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "frame_type" in r.stdout
     assert time.perf_counter() - t < 1.0  # the 0.3 s target is measured by the motion benchmark
+
+
+def test_motion_command_loads_neither_torch_nor_the_progress_bar_when_quiet(square_clip, tmp_path):
+    code = ("import sys; from mgm.cli import main; "
+            f"assert main(['motion', {square_clip[0]!r}, '--out', {str(tmp_path / 'm.npz')!r}, '--quiet']) == 0; "
+            "print(sorted(m for m in ('torch', 'tqdm', 'scipy', 'mgm.data', 'mgm.masking') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
