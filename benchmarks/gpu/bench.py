@@ -77,24 +77,21 @@ def run_tests(cap: float, log=print) -> dict:
             **({"note": f"pytest stopped at the cap of {cap:.0f} s"} if rc is None else {})}
 
 
-def run_experiment(cap: float, work: Path, smoke: bool, log=print) -> dict:
-    """benchmarks.gpu.experiment in a subprocess, its output passed through, killed at `cap` s (its
-    finished units stay stored in its folder)."""
+def run_experiment(cap: float, work: Path, smoke: bool) -> dict:
+    """benchmarks.gpu.experiment in a subprocess printing to this one's output as it goes, killed at
+    `cap` s (its finished units stay stored in its folder, and a rerun there continues them)."""
     cmd = [sys.executable, "-m", "benchmarks.gpu.experiment", str(work / "experiment")] + (["--smoke"] if smoke else [])
+    folder = work / "experiment"
     t0 = time.perf_counter()
+    sys.stdout.flush()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, timeout=cap, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        log(out[-3000:])
-        return {"status": "timeout", "note": f"stopped at its cap of {cap:.0f} s; finished units are stored in "
-                                             f"{work / 'experiment'}", "seconds": time.perf_counter() - t0}
-    log(proc.stdout[-6000:])
-    summary = work / "experiment" / "summary.json"
-    return {"status": "ok" if proc.returncode == 0 else "failed", "returncode": proc.returncode,
-            "seconds": time.perf_counter() - t0, "folder": str(work / "experiment"),
-            "summary": json.loads(summary.read_text()) if proc.returncode == 0 and summary.exists() else None,
-            "tail": proc.stdout.strip().splitlines()[-20:]}
+        rc = subprocess.run(cmd, cwd=ROOT, timeout=cap).returncode
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "note": f"stopped at its cap of {cap:.0f} s; finished units are stored in {folder}",
+                "seconds": time.perf_counter() - t0, "folder": str(folder)}
+    summary = folder / "summary.json"
+    return {"status": "ok" if rc == 0 else "failed", "returncode": rc, "seconds": time.perf_counter() - t0,
+            "folder": str(folder), "summary": json.loads(summary.read_text()) if rc == 0 and summary.exists() else None}
 
 
 def device_info(device: torch.device) -> dict:
