@@ -6,7 +6,7 @@ reconstructs the pixels. Three things matter (measured, see DESIGN.md):
 - frame threading makes the exported vectors differ from run to run, so we use slice threads;
 - for motion-only reads, `skip_loop_filter` / `skip_idct` keep the vectors identical and skip
   part of the reconstruction (the pixels are then garbage, so never combined with `pixels=True`).
-Encoding is mgm.encode's (`write_video`, re-exported here).
+Encoding is mgm.encode's (`write_video`, re-exported here on first use).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from mgm.config import CODEC_BLOCK
-from mgm.encode import write_video  # noqa: F401  (re-exported: callers use codec.write_video)
 from mgm.errors import VideoError
 from mgm.motion import MotionField, accumulate, grid_shape, mvs_to_grids
 
@@ -37,6 +36,16 @@ MV_CODECS = {"h264", "mpeg4", "mpeg2video", "mpeg1video", "h263", "msmpeg4v1", "
              "msmpeg4v3", "wmv1", "wmv2", "flv1"}
 
 REENCODE_HINT = "re-encode it to H.264, e.g. `mgm transcode VIDEO --out DIR`"
+
+
+def __getattr__(name):
+    """codec.write_video is mgm.encode's, imported when first asked for: encoding loads mgm.files,
+    and with it hashlib and OpenSSL (4 MB), which a read does not need."""
+    if name == "write_video":
+        from mgm.encode import write_video
+
+        return write_video
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NoFramesError(VideoError):
@@ -399,7 +408,8 @@ def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | N
                 if whole and jobs > 1:  # the segment scan read the file to its end: start afresh
                     container.close()
                     container, stream = _open_for(path, motion=True, fast=True)
-                frames = _decoding_ahead(_decoded(container, stream, path, False, True, start, stop))
+                frames = _decoded(container, stream, path, False, True, start, stop)
+                frames = _decoding_ahead(frames) if jobs > 1 else frames
                 try:
                     field = _motion_field(_ticking(frames, bar), block, path, expected)
                 finally:
@@ -474,6 +484,7 @@ def _ticking(frames, bar):
         if bar is not None:
             bar.update(1)
         yield f
+        del f  # not held while the next frame decodes (see _segment_frames)
 
 
 def _read_segments(path, container, stream, block: int, jobs: int, bar) -> MotionField | None:
@@ -497,9 +508,13 @@ def _read_segments(path, container, stream, block: int, jobs: int, bar) -> Motio
     plan = segments.plan(packets, jobs)
     ctx = stream.codec_context
     rows = _Rows(len(packets.pts), block, ctx.width, ctx.height)
+    # A lone decoder runs ahead of its gridding (the gridding then takes a core the decoder does
+    # not use, or its slice threads would wait for it between frames); several segments already
+    # keep every core decoding, and decoding ahead would only hold more frames (+6 MB at 720p).
+    ahead = len(plan) == 1
     with ThreadPoolExecutor(max(len(plan) - 1, 1)) as pool:
-        others = [pool.submit(_read_segment, path, None, seg, rows, bar) for seg in plan[1:]]
-        ok = _read_segment(path, container, plan[0], rows, bar)
+        others = [pool.submit(_read_segment, path, None, seg, rows, bar, ahead) for seg in plan[1:]]
+        ok = _read_segment(path, container, plan[0], rows, bar, ahead)
         ok = all([ok] + [f.result() for f in others])
     if not ok:
         if bar is not None:
@@ -508,10 +523,10 @@ def _read_segments(path, container, stream, block: int, jobs: int, bar) -> Motio
     return rows.field(len(packets.pts))
 
 
-def _read_segment(path, container, seg, rows: _Rows, bar) -> bool:
+def _read_segment(path, container, seg, rows: _Rows, bar, ahead: bool) -> bool:
     """Decode one segment (on `container`, or on a container of its own if None) into its rows of
-    `rows`; False unless it decoded exactly the planned frames (timestamps `seg.pts`, in that
-    order) without a decoding error."""
+    `rows`, decoding ahead on a thread of its own if `ahead`; False unless it decoded exactly the
+    planned frames (timestamps `seg.pts`, in that order) without a decoding error."""
     import av
 
     planned = seg.pts.tolist()
@@ -525,6 +540,7 @@ def _read_segment(path, container, seg, rows: _Rows, bar) -> bool:
                 return  # not the planned frame: give up early
             yield _wrap(frame, seg.first + done, False, True)
             done += 1
+            del frame
 
     own = container is None
     try:
@@ -532,11 +548,11 @@ def _read_segment(path, container, seg, rows: _Rows, bar) -> bool:
             container, stream = _open_for(path, motion=True, fast=True)
         else:
             stream = container.streams.video[0]
-        ahead = _decoding_ahead(frames())
+        decoded = _decoding_ahead(frames()) if ahead else frames()
         try:
-            _grid_frames(_ticking(ahead, bar), rows, seg.first)
+            _grid_frames(_ticking(decoded, bar), rows, seg.first)
         finally:
-            ahead.close()
+            decoded.close()
     except (av.FFmpegError, VideoError):
         return False
     finally:
@@ -547,7 +563,9 @@ def _read_segment(path, container, seg, rows: _Rows, bar) -> bool:
 
 def _segment_frames(container, stream, seg):
     """The decoded frames of the segment's packets: from its keyframe up to the next segment's
-    (`seg.end`), then the decoder drained, so that no frame of the next GOP is decoded."""
+    (`seg.end`), then the decoder drained, so that no frame of the next GOP is decoded.
+    Like the generators stacked on it, it holds no frame while the next one decodes: each frame
+    held keeps a picture buffer from the decoder's pool (+1.6 MB per frame at 720p)."""
     started = False
     for packet in _packets_from(container, stream, seg):
         if packet.size == 0:  # the demuxer's end-of-stream packet: drained below
