@@ -23,7 +23,6 @@ from typing import Sequence
 import numpy as np
 
 from mgm.config import CODEC_BLOCK
-from mgm.files import atomic_write
 
 
 @dataclass
@@ -56,6 +55,8 @@ class MotionField:
         one-line MGMError. Each array is written from its own memory: np.savez copies it to bytes
         first, in pieces of up to 16 MiB (+8.6 MB of peak memory for 600 frames at 720p)."""
         import zipfile
+
+        from mgm.files import atomic_write  # here: it loads hashlib and OpenSSL, which reads do not need
 
         with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
             for name, a in (("dx", self.dx), ("dy", self.dy), ("frame_type", self.frame_type.astype("<U1"))):
