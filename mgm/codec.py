@@ -508,13 +508,14 @@ def _read_segments(path, container, stream, block: int, jobs: int, bar) -> Motio
     plan = segments.plan(packets, jobs)
     ctx = stream.codec_context
     rows = _Rows(len(packets.pts), block, ctx.width, ctx.height)
-    # A lone decoder runs ahead of its gridding (the gridding then takes a core the decoder does
-    # not use, or its slice threads would wait for it between frames); several segments already
-    # keep every core decoding, and decoding ahead would only hold more frames (+6 MB at 720p).
-    ahead = len(plan) == 1
+    # With cores to spare (a lone decoder), each decoder decodes ahead of its gridding: the gridding
+    # then takes a core the decoder does not use, and slice threads no longer wait for it between
+    # frames. Segments that fill the cores gain nothing from it; it would only hold more frames
+    # (+6 MB at 720p).
+    spare = len(plan) < jobs
     with ThreadPoolExecutor(max(len(plan) - 1, 1)) as pool:
-        others = [pool.submit(_read_segment, path, None, seg, rows, bar, ahead) for seg in plan[1:]]
-        ok = _read_segment(path, container, plan[0], rows, bar, ahead)
+        others = [pool.submit(_read_segment, path, None, seg, rows, bar, spare) for seg in plan[1:]]
+        ok = _read_segment(path, container, plan[0], rows, bar, spare)
         ok = all([ok] + [f.result() for f in others])
     if not ok:
         if bar is not None:
@@ -523,10 +524,10 @@ def _read_segments(path, container, stream, block: int, jobs: int, bar) -> Motio
     return rows.field(len(packets.pts))
 
 
-def _read_segment(path, container, seg, rows: _Rows, bar, ahead: bool) -> bool:
+def _read_segment(path, container, seg, rows: _Rows, bar, spare: bool) -> bool:
     """Decode one segment (on `container`, or on a container of its own if None) into its rows of
-    `rows`, decoding ahead on a thread of its own if `ahead`; False unless it decoded exactly the
-    planned frames (timestamps `seg.pts`, in that order) without a decoding error."""
+    `rows`, decoding ahead of the gridding if there are `spare` cores. False unless it decoded
+    exactly the planned frames (timestamps `seg.pts`, in that order) without a decoding error."""
     import av
 
     planned = seg.pts.tolist()
@@ -548,7 +549,7 @@ def _read_segment(path, container, seg, rows: _Rows, bar, ahead: bool) -> bool:
             container, stream = _open_for(path, motion=True, fast=True)
         else:
             stream = container.streams.video[0]
-        decoded = _decoding_ahead(frames()) if ahead else frames()
+        decoded = _decoding_ahead(frames()) if spare else frames()
         try:
             _grid_frames(_ticking(decoded, bar), rows, seg.first)
         finally:
