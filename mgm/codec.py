@@ -11,9 +11,6 @@ Encoding is mgm.encode's (`write_video`, re-exported here on first use).
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import itertools
 import os
 import threading
 import warnings
@@ -23,9 +20,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from mgm import gridding, segments
 from mgm.config import CODEC_BLOCK
 from mgm.errors import VideoError
-from mgm.motion import MotionField, accumulate, grid_shape, mvs_to_grids
+from mgm.motion import MotionField, accumulate
 
 # AVPictureType -> the three letters users know; S/SI/SP/BI are rare and map to their kin.
 _PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
@@ -270,113 +268,11 @@ def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
                  frame if pixels else None)
 
 
-# Records gridded per mvs_to_grids call: enough that numpy's per-call overhead stays small on
-# small frames (16 frames of 320x240), and one frame at a time from 720p (~4,500 records a frame),
-# where gridding frames together saves nothing and each frame held costs ~2 MB.
-_BATCH_RECORDS, _BATCH_FRAMES = 4096, 16
-
-
-class _Rows:
-    """The per-frame results of a read, written in place: dx, dy float32 and known bool
-    [capacity, Hb, Wb], frame types <U1 [capacity]. Preallocated to the frames expected (grown by
-    doubling past that), so that a read holds one copy of its result and parallel segments write
-    their own rows of it; allocated at the first frame unless the frame size is given; `field(n)`
-    is the first n rows, no copy."""
-
-    def __init__(self, capacity: int, block: int, width: int | None = None, height: int | None = None):
-        self.capacity, self.block, self.width, self.height = max(capacity, 1), block, width, height
-        self.dx = self.dy = self.known = self.types = None
-        if width is not None:
-            self._allocate(width, height)
-
-    def _allocate(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        shape = (self.capacity, *grid_shape(width, height, self.block))
-        self.dx, self.dy = np.empty(shape, np.float32), np.empty(shape, np.float32)
-        self.known, self.types = np.empty(shape, bool), np.empty(self.capacity, "<U1")
-
-    def put(self, row: int, mvs: list, types: list, width: int, height: int) -> None:
-        """Grid the records of frames row, row + 1, ... (None: no vectors) into their rows."""
-        if self.dx is None:
-            self._allocate(width, height)
-        end = row + len(mvs)
-        while end > len(self.types):  # only a serial read of a video longer than its header says
-            self._grow()
-        self.dx[row:end], self.dy[row:end], self.known[row:end] = mvs_to_grids(
-            mvs, self.width, self.height, self.block)
-        self.types[row:end] = types
-
-    def _grow(self) -> None:
-        for k in ("dx", "dy", "known", "types"):
-            old = getattr(self, k)
-            new = np.empty((2 * len(old), *old.shape[1:]), old.dtype)
-            new[:len(old)] = old
-            setattr(self, k, new)
-
-    def field(self, n: int) -> MotionField:
-        return MotionField(self.dx[:n], self.dy[:n], self.known[:n], self.types[:n],
-                           self.width, self.height, self.block)
-
-
-def _grid_frames(frames, rows: _Rows, first: int = 0) -> int:
-    """Grid `frames` (Frame, display order) into rows first, first + 1, ...; returns their count.
-
-    A frame's records are a view that keeps the decoded frame alive, so records are gridded in
-    small batches and the batch's frames freed at once. Freeing needs the cyclic GC: PyAV's frame
-    and its side-data container reference each other (~1.6 MB a 720p frame). `_cycles_freed_young`
-    keeps the collection this costs per batch to the objects made since the read began."""
-    mvs, types, size, n, f = [], [], 0, first, None
-    for f in frames:
-        mvs.append(f.mvs)
-        types.append(f.frame_type)
-        size += 0 if f.mvs is None else len(f.mvs)
-        if size >= _BATCH_RECORDS or len(mvs) == _BATCH_FRAMES:
-            rows.put(n, mvs, types, f.width, f.height)
-            n += len(mvs)
-            mvs, types, size, f = [], [], 0, None
-            gc.collect()
-    if mvs:
-        rows.put(n, mvs, types, f.width, f.height)
-        n += len(mvs)
-    mvs = f = None
-    gc.collect()  # the last batch's frames: a read leaves none behind
-    return n - first
-
-
-_frozen_by_reads = 0
-_freeze_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _cycles_freed_young():
-    """While decoding, make a full `gc.collect()` visit only the objects made since: everything
-    older is moved out of the collector's sight (`gc.freeze`) and back at the end (the last of
-    concurrent reads unfreezes). A young-generation collection alone does not do: a frame alive in
-    another thread (or alive at an automatic collection) is promoted and its cycle then waits for a
-    full collection, which costs as much as the process holds (~3 ms after importing numpy and av,
-    per batch). Measured at 720p: 637 MiB peak with two segment threads and young collections.
-    A process that froze its heap itself keeps its state (and its full collections stay cheap)."""
-    global _frozen_by_reads
-    with _freeze_lock:
-        ours = _frozen_by_reads > 0 or gc.get_freeze_count() == 0
-        if ours:
-            _frozen_by_reads += 1
-            gc.freeze()
-    try:
-        yield
-    finally:
-        if ours:
-            with _freeze_lock:
-                _frozen_by_reads -= 1
-                if _frozen_by_reads == 0:
-                    gc.unfreeze()
-
-
 def _motion_field(frames, block: int, path, expected: int = 0) -> MotionField:
     """Grids of every frame. frames: iterable of Frame -> MotionField [F, Hb, Wb]; `expected`:
     the frame count to allocate for."""
-    rows = _Rows(expected, block)
-    n = _grid_frames(frames, rows)
+    rows = gridding.GridRows(expected, block)
+    n = gridding.grid_frames(frames, rows)
     if n == 0:
         raise NoFramesError(path, "no frames could be decoded")
     return rows.field(n)
@@ -402,14 +298,14 @@ def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | N
             bar = tqdm(total=max(expected, 0) or None, unit="frame", leave=False, desc=os.path.basename(path))
         jobs = _available_cpus() if jobs is None else jobs
         whole = start == 0 and stop is None
-        with _cycles_freed_young():
+        with gridding.young_heap():
             field = _read_segments(path, container, stream, block, jobs, bar) if whole and jobs > 1 else None
             if field is None:
                 if whole and jobs > 1:  # the segment scan read the file to its end: start afresh
                     container.close()
                     container, stream = _open_for(path, motion=True, fast=True)
                 frames = _decoded(container, stream, path, False, True, start, stop)
-                frames = _decoding_ahead(frames) if jobs > 1 else frames
+                frames = gridding.ahead(frames) if jobs > 1 else frames
                 try:
                     field = _motion_field(_ticking(frames, bar), block, path, expected)
                 finally:
@@ -437,54 +333,12 @@ def _available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _decoding_ahead(frames, depth: int = 2):
-    """Yield from `frames` (an iterator that decodes), advanced up to `depth` frames ahead by a
-    thread of its own: the decoder keeps working while the caller grids. A decoder returns to
-    Python between frames, so otherwise its slice threads (a 2-slice video: both cores) wait for
-    the gridding, which cost ~40% at 720p. A decoding error is raised here, in its place."""
-    import queue
-
-    q, stop, end = queue.Queue(depth), threading.Event(), object()
-
-    def produce():
-        try:
-            for f in frames:
-                q.put(f)
-                del f  # the frame belongs to the caller now; its cycle is freed by their collection
-                if stop.is_set():
-                    return
-            q.put(end)
-        except BaseException as e:  # noqa: BLE001 -- handed to the caller, who raises it
-            q.put(_Failed(e))
-
-    thread = threading.Thread(target=produce, name="mgm-decode", daemon=True)
-    thread.start()
-    try:
-        while (f := q.get()) is not end:
-            if isinstance(f, _Failed):
-                raise f.error
-            yield f
-            del f
-    finally:  # also when the caller stops early: let the thread finish before the file closes
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.01)
-            except queue.Empty:
-                pass
-
-
-@dataclass
-class _Failed:
-    error: BaseException
-
-
 def _ticking(frames, bar):
     for f in frames:
         if bar is not None:
             bar.update(1)
         yield f
-        del f  # not held while the next frame decodes (see _segment_frames)
+        del f  # not held while the next frame decodes (see segments.decode)
 
 
 def _read_segments(path, container, stream, block: int, jobs: int, bar) -> MotionField | None:
@@ -500,14 +354,12 @@ def _read_segments(path, container, stream, block: int, jobs: int, bar) -> Motio
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from mgm import segments
-
     packets = segments.scan(container, stream)
     if packets is None:
         return None
     plan = segments.plan(packets, jobs)
     ctx = stream.codec_context
-    rows = _Rows(len(packets.pts), block, ctx.width, ctx.height)
+    rows = gridding.GridRows(len(packets.pts), block, ctx.width, ctx.height)
     # With cores to spare (a lone decoder), each decoder decodes ahead of its gridding: the gridding
     # then takes a core the decoder does not use, and slice threads no longer wait for it between
     # frames. Segments that fill the cores gain nothing from it; it would only hold more frames
@@ -524,7 +376,7 @@ def _read_segments(path, container, stream, block: int, jobs: int, bar) -> Motio
     return rows.field(len(packets.pts))
 
 
-def _read_segment(path, container, seg, rows: _Rows, bar, spare: bool) -> bool:
+def _read_segment(path, container, seg, rows: gridding.GridRows, bar, spare: bool) -> bool:
     """Decode one segment (on `container`, or on a container of its own if None) into its rows of
     `rows`, decoding ahead of the gridding if there are `spare` cores. False unless it decoded
     exactly the planned frames (timestamps `seg.pts`, in that order) without a decoding error."""
@@ -535,7 +387,7 @@ def _read_segment(path, container, seg, rows: _Rows, bar, spare: bool) -> bool:
 
     def frames():
         nonlocal done, exact
-        for frame in _segment_frames(container, stream, seg):
+        for frame in segments.decode(container, stream, seg):
             exact = done < seg.count and frame.pts == planned[done]
             if not exact:
                 return  # not the planned frame: give up early
@@ -549,9 +401,9 @@ def _read_segment(path, container, seg, rows: _Rows, bar, spare: bool) -> bool:
             container, stream = _open_for(path, motion=True, fast=True)
         else:
             stream = container.streams.video[0]
-        decoded = _decoding_ahead(frames()) if spare else frames()
+        decoded = gridding.ahead(frames()) if spare else frames()
         try:
-            _grid_frames(_ticking(decoded, bar), rows, seg.first)
+            gridding.grid_frames(_ticking(decoded, bar), rows, seg.first)
         finally:
             decoded.close()
     except (av.FFmpegError, VideoError):
@@ -560,42 +412,6 @@ def _read_segment(path, container, seg, rows: _Rows, bar, spare: bool) -> bool:
         if own and container is not None:
             container.close()
     return exact and done == seg.count
-
-
-def _segment_frames(container, stream, seg):
-    """The decoded frames of the segment's packets: from its keyframe up to the next segment's
-    (`seg.end`), then the decoder drained, so that no frame of the next GOP is decoded.
-    Like the generators stacked on it, it holds no frame while the next one decodes: each frame
-    held keeps a picture buffer from the decoder's pool (+1.6 MB per frame at 720p)."""
-    started = False
-    for packet in _packets_from(container, stream, seg):
-        if packet.size == 0:  # the demuxer's end-of-stream packet: drained below
-            continue
-        if not started:
-            if packet.pts != seg.pts[0]:
-                continue  # the seek landed on an earlier keyframe: its GOP is another segment's
-            started = True
-        if seg.end is not None and packet.pts == seg.end:
-            break
-        yield from packet.decode()
-    if started:
-        yield from stream.codec_context.decode(None)
-
-
-def _packets_from(container, stream, seg):
-    """The stream's packets from the segment's keyframe (or an earlier one) on.
-
-    A seek by timestamp is exact where the container has an index (MP4, MKV, AVI, FLV); MPEG-TS
-    has none and may land past the keyframe, then a seek to its byte position finds it (MP4
-    refuses byte seeks, MKV and AVI land off a packet)."""
-    container.seek(int(seg.pts[0]), backward=True, any_frame=False, stream=stream)
-    packets = container.demux(stream)
-    first = next(packets, None)
-    if first is not None and first.pos is not None and first.pos > seg.pos >= 0:
-        container.seek(seg.pos, unsupported_byte_offset=True, stream=stream)
-        packets = container.demux(stream)
-        first = next(packets, None)
-    return packets if first is None else itertools.chain([first], packets)
 
 
 def _keeping(frames, indices, kept: dict):
@@ -645,7 +461,7 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     frames = _keeping(iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1),
                       indices, kept)
     try:
-        with _cycles_freed_young():
+        with gridding.young_heap():
             field = _motion_field(frames, block, path, last + 1 - first)
     except NoFramesError:  # only this one means "the clip starts past the end"; others keep their reason
         if first == 0:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import interior_cells, moving_square_frames
-from mgm import codec, motion, segments
+from mgm import codec, gridding, motion, segments
 from mgm.errors import VideoError
 
 
@@ -291,14 +291,14 @@ def truth_slice(field, a, b):
 def test_segments_decode_only_their_own_frames(encode, monkeypatch):
     path = _gop_clip(encode)
     decoded = []
-    segment_frames = codec._segment_frames
+    decode = segments.decode
 
     def counting(container, stream, seg):
-        for frame in segment_frames(container, stream, seg):
+        for frame in decode(container, stream, seg):
             decoded.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(codec, "_segment_frames", counting)
+    monkeypatch.setattr(segments, "decode", counting)
     assert read_segments(path, 3).num_frames == 96
     assert sorted(decoded) == sorted(set(decoded)) and len(decoded) == 96  # none twice, none of a neighbour
 
@@ -313,13 +313,13 @@ def test_read_motion_frees_decoded_frames_as_it_goes(encode, monkeypatch):
     frames, _ = moving_square_frames(n=120, height=64, width=64, size=16, vx=0, vy=0, pan=(1, 0))
     path = encode("long_gops.mp4", frames, options={"x264-params": "keyint=20:scenecut=0:threads=1"})
     alive = []
-    grid = codec.mvs_to_grids
+    grid = gridding.mvs_to_grids
 
     def counting(*args):
         alive.append(sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()))
         return grid(*args)
 
-    monkeypatch.setattr(codec, "mvs_to_grids", counting)
+    monkeypatch.setattr(gridding, "mvs_to_grids", counting)
     for jobs in (1, 2):
         gc.collect()  # frames other tests left for the collector
         alive.clear()
@@ -341,20 +341,3 @@ def test_read_motion_opens_the_file_once_per_decoder(encode, monkeypatch):
         opened.clear()
         codec.read_motion(path, jobs=jobs)
         assert len(opened) == decoders
-
-
-def test_decoding_ahead_hands_over_items_and_errors_in_order():
-    def items():
-        yield 1
-        yield 2
-        raise VideoError("x.mp4", "broken")
-
-    got = []
-    with pytest.raises(VideoError, match="broken"):
-        for x in codec._decoding_ahead(items()):
-            got.append(x)
-    assert got == [1, 2]
-    ahead = codec._decoding_ahead(iter(range(1000)))
-    assert next(ahead) == 0
-    ahead.close()  # stops and joins its thread: nothing decodes after the file is closed
-    assert not [t for t in __import__("threading").enumerate() if t.name == "mgm-decode"]

@@ -1,0 +1,62 @@
+"""mgm.gridding on hand-made records: rows written in place, batches, decoding ahead (no video)."""
+
+import gc
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mgm import gridding, motion
+from mgm.errors import VideoError
+from test_motion import records
+
+
+def frame(*rows, kind="P"):
+    return SimpleNamespace(mvs=records(*rows) if rows else None, frame_type=kind, width=48, height=32)
+
+
+def test_grid_frames_writes_each_frame_gridded_alone_and_grows_past_the_expected_count():
+    rng = np.random.default_rng(0)
+    frames = [frame(kind="I")] + [frame(*[(-1, 16, 16, int(x), int(y), 2.0, -1.0) for x, y in
+                                         rng.integers(0, 40, (int(rng.integers(1, 9)), 2))])
+                                  for _ in range(40)]
+    rows = gridding.GridRows(3, 16)  # a header that promised 3 frames
+    with gridding.young_heap():
+        assert gridding.grid_frames(iter(frames), rows) == 41
+    field = rows.field(41)
+    for t, f in enumerate(frames):
+        dx, dy, known = motion.mvs_to_grid(f.mvs, 48, 32)
+        np.testing.assert_array_equal(field.dx[t], dx)
+        np.testing.assert_array_equal(field.dy[t], dy)
+        np.testing.assert_array_equal(field.known[t], known)
+    assert field.frame_type.tolist() == ["I"] + ["P"] * 40
+    assert field.dx.shape == (41, 2, 3) and gc.get_freeze_count() == 0
+
+
+def test_young_heap_keeps_a_heap_the_caller_froze():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gridding.young_heap():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_ahead_hands_over_items_and_errors_in_order():
+    def items():
+        yield 1
+        yield 2
+        raise VideoError("x.mp4", "broken")
+
+    got = []
+    with pytest.raises(VideoError, match="broken"):
+        for x in gridding.ahead(items()):
+            got.append(x)
+    assert got == [1, 2]
+    ahead = gridding.ahead(iter(range(1000)))
+    assert next(ahead) == 0
+    ahead.close()  # stops and joins its thread: nothing decodes after the file is closed
+    assert not [t for t in threading.enumerate() if t.name == "mgm-decode"]
