@@ -151,3 +151,42 @@ def test_motion_cache_gives_the_one_pass_items_and_reads_motion_once(bench, tmp_
     import os
     os.utime(src, ns=(1, 1))
     assert cache.entry(src) != first
+
+
+def test_old_float32_cache_entries_are_read_and_new_ones_are_float16(tmp_path):
+    """tests/data/motion_cache_float32: 32 frames of bikes.mp4 (real footage) at 192x80, x264
+    defaults (B-frames, 3 references), and the entry the pre-2026-12-04 MotionCache wrote for it
+    (float32 [2, F, Hb, Wb]). The reader takes that entry as it is (no rewrite), with the items of
+    the one-pass read; a fresh entry is float16, half the bytes, with the same masks."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from mgm.data.motion_cache import MotionCache
+
+    data = Path(__file__).parent / "data" / "motion_cache_float32"
+    video = tmp_path / "bikes-192x80.mp4"
+    shutil.copy(data / "bikes-192x80.mp4", video)
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    entry = MotionCache(old_dir).entry(video)
+    shutil.copy(data / "bikes-192x80.npy", entry)
+    written = Path(entry).read_bytes()
+    old = MotionCache(old_dir).motion(video)
+    field = codec.read_motion(video)
+    assert old.dtype == np.float32 and np.array_equal(old, np.stack([field.dx, field.dy]))
+    geo = Geometry(num_frames=8, size=64, tubelet=2, patch=8)
+    kw = dict(geometry=geo, mode="pretrain", stride=2, mask_generator=build_mask_generator("mgm", geo, 0.75),
+              return_motion=True, seed=4)
+    samples = [Sample(str(video), 0)]
+    plain = build_dataset(samples, **kw)
+    caches = {d: build_dataset(samples, motion_cache=d, **kw) for d in (old_dir, new_dir)}
+    for epoch in range(6):
+        a = plain[epoch, 0]
+        for cached in caches.values():
+            b = cached[epoch, 0]
+            assert torch.equal(a["video"], b["video"]) and torch.equal(a["mask"], b["mask"])
+            np.testing.assert_allclose(a["motion"].numpy(), b["motion"].numpy(), atol=1e-5)
+    assert Path(entry).read_bytes() == written and os.listdir(old_dir) == [os.path.basename(entry)]
+    new = MotionCache(new_dir).motion(video)
+    assert new.dtype == np.float16 and new.shape == old.shape
+    assert os.path.getsize(MotionCache(new_dir).entry(video)) < 0.55 * len(written)

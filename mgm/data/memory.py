@@ -17,6 +17,7 @@ import torch
 from mgm import codec
 from mgm.config import IMAGENET_MEAN, IMAGENET_STD, Geometry
 from mgm.data.lists import read_list
+from mgm.data.transforms import normalise, resize_frames
 from mgm.errors import MGMError, warnings_about
 from mgm.files import os_error, temp_name
 from mgm.motion import accumulate, resample_to_grid
@@ -211,12 +212,9 @@ class MemoryClips(torch.utils.data.Dataset):
         i = int(self.items[index])
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
         idx = clip_indices(self.split.video.shape[1], self.geometry, self.stride, rng)
-        video = torch.from_numpy(self.frames(i, idx)).permute(3, 0, 1, 2).float() / 255  # C,T,H,W
-        if video.shape[-1] != self.geometry.size:
-            video = torch.nn.functional.interpolate(video, size=(self.geometry.size,) * 2,
-                                                    mode="bilinear", align_corners=False, antialias=True)
-        item = {"video": (video - self._mean) / self._std, "label": int(self.split.labels[i]),
-                "index": index}
+        # the streaming loader's resize (uint8, antialiased) and normalisation: C, T, H, W
+        video = normalise(resize_frames(self.frames(i, idx), self.geometry.size))
+        item = {"video": video, "label": int(self.split.labels[i]), "index": index}
         need_motion = self.return_motion or (self.mask_generator is not None
                                              and self.mask_generator.needs_motion)
         motion = self.motion(i, idx) if need_motion else None
