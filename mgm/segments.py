@@ -36,13 +36,15 @@ class Packets(NamedTuple):
 @dataclass(frozen=True)
 class Segment:
     """Display frames `first .. first + len(pts) - 1`. pts: int64 [count], their timestamps in
-    display order; decoding starts at the keyframe with the first of them, at byte `pos` of the
-    file (-1 if unknown), and stops before the packet with timestamp `end`, the next segment's
-    keyframe (None: the last segment): the decoder is then drained, not fed the next GOP."""
+    display order; decoding starts at the segment's first packet (timestamp `start`, a keyframe;
+    at a clean cut also the first displayed, the video's first packet need not be), at byte `pos`
+    of the file (-1 if unknown), and stops before the packet with timestamp `end`, the next
+    segment's keyframe (None: the last segment): the decoder is then drained, not fed the next GOP."""
 
     first: int
     pts: np.ndarray
     pos: int
+    start: int
     end: int | None = None
 
     @property
@@ -88,7 +90,7 @@ def plan(packets: Packets, jobs: int) -> list[Segment]:
     nearest = cuts[np.abs(cuts[None, :] - ideal[:, None]).argmin(1)] if len(ideal) else cuts[:0]
     starts = np.concatenate([[0], nearest])  # non-decreasing; drop repeats (np.unique imports numpy.ma)
     starts = starts[np.diff(starts, prepend=-1) > 0]
-    return [Segment(int(a), np.sort(pts[a:b]), int(packets.pos[a]), int(pts[b]) if b < n else None)
+    return [Segment(int(a), np.sort(pts[a:b]), int(packets.pos[a]), int(pts[a]), int(pts[b]) if b < n else None)
             for a, b in zip(starts, np.append(starts[1:], n))]
 
 
@@ -103,7 +105,7 @@ def decode(container, stream, seg: Segment):
         if packet.size == 0:  # the demuxer's end-of-stream packet: drained below
             continue
         if not started:
-            if packet.pts != seg.pts[0]:
+            if packet.pts != seg.start:
                 continue  # the seek landed on an earlier keyframe: its GOP is another segment's
             started = True
         if seg.end is not None and packet.pts == seg.end:
@@ -119,7 +121,7 @@ def _packets_from(container, stream, seg: Segment):
     A seek by timestamp is exact where the container has an index (MP4, MKV, AVI, FLV); MPEG-TS
     has none and may land past the keyframe, then a seek to its byte position finds it (MP4
     refuses byte seeks, MKV and AVI land off a packet)."""
-    container.seek(int(seg.pts[0]), backward=True, any_frame=False, stream=stream)
+    container.seek(seg.start, backward=True, any_frame=False, stream=stream)
     packets = container.demux(stream)
     first = next(packets, None)
     if first is not None and first.pos is not None and first.pos > seg.pos >= 0:

@@ -257,6 +257,10 @@ def test_plan_balances_frames_over_clean_cuts():
     # B-frames: each segment lists its timestamps in display order
     bframes = segments.Packets(np.array([0, 2, 1, 3, 5, 4]), np.array([1, 0, 0, 1, 0, 0], bool), np.arange(6))
     assert [s.pts.tolist() for s in segments.plan(bframes, 2)] == [[0, 1, 2], [3, 4, 5]]
+    assert [(s.start, s.end) for s in segments.plan(bframes, 2)] == [(0, 3), (3, None)]
+    # a first packet displayed after the next ones (leading B-frames): decoding starts at it
+    leading = segments.Packets(np.array([2, 0, 1, 3, 5, 4]), np.array([1, 0, 0, 1, 0, 0], bool), np.arange(6))
+    assert [(s.start, s.pts.tolist()) for s in segments.plan(leading, 2)] == [(2, [0, 1, 2]), (3, [3, 4, 5])]
 
 
 def _gop_clip(encode, name="gops_cuts.mp4", n=96):
