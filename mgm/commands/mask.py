@@ -118,46 +118,27 @@ def generator_of(args, geometry: Geometry):
         raise MGMError(str(e)) from None
 
 
-def sample_clip(path, geometry: Geometry, stride: int, start: int = 0):
-    """Decode the clip `start, start + stride, ...` and its motion on the patch grid.
-
-    Returns frames uint8 [T, H, W, 3] at the video's own size, motion float32 [T, 2, H', W'] in
-    pixels of the size x size clip, and the number of frames the video has past `start` when it is
-    shorter than the clip needs (else None; the last frame then repeats).
-    """
-    import numpy as np
-
-    from mgm import codec, motion
-
-    indices = start + stride * np.arange(geometry.num_frames)
-    frames, dx, dy, field = codec.read_clip(path, indices, stride=stride)
-    h, w = frames.shape[1:3]
-    _, gh, gw = geometry.grid
-    dx, dy = motion.resample_to_grid(dx, dy, (h, w), (0, 0, h, w), (geometry.size, geometry.size), (gh, gw))
-    first = max(int(indices[0]) - stride + 1, 0)
-    decoded_end = first + field.num_frames - 1
-    short = decoded_end - start + 1 if indices[-1] > decoded_end else None
-    return frames, np.stack([dx, dy], axis=1), short
-
-
 def make_mask(args, prog: str = NAME):
-    """Shared by `mgm mask` and `mgm show`: (geometry, frames [T, H, W, 3], motion [T, 2, H', W'], mask [T', H', W'])."""
+    """Shared by `mgm mask` and `mgm show`: (geometry, frames [T, H, W, 3], motion [T, 2, H', W'], mask [T', H', W']).
+
+    The clip path of training (mgm/data/clip.py: `sample_clip`, `clip_masks`); the mask's generator
+    is `clip_rng(--seed)`, which is np.random.default_rng(seed), as it always was."""
     import warnings
 
-    import numpy as np
+    from mgm.data.clip import clip_masks, clip_rng, sample_clip
 
     geometry = geometry_of(args)
     generator = generator_of(args, geometry)
-    frames, motion, short = sample_clip(args.video, geometry, args.stride, args.start)
-    if short is not None:
-        warn(prog, f"{args.video}: only {short} frames from --start {args.start}, the clip needs "
-                   f"{(geometry.num_frames - 1) * args.stride + 1}; the last frame repeats")
+    clip, motion = sample_clip(args.video, geometry, args.stride, args.start)
+    if clip.indices[-1] > clip.last:
+        warn(prog, f"{args.video}: only {clip.last - args.start + 1} frames from --start {args.start}, the clip "
+                   f"needs {(geometry.num_frames - 1) * args.stride + 1}; the last frame repeats")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mask = generator(motion if generator.needs_motion else None, np.random.default_rng(args.seed))
+        mask = clip_masks(generator, motion, clip_rng(args.seed), where=args.video)["mask"]
     for w in caught:
-        warn(prog, f"{args.video}: {w.message}")
-    return geometry, frames, motion, mask
+        warn(prog, str(w.message))
+    return geometry, clip.frames, motion, mask
 
 
 def warn(prog: str, message: str) -> None:

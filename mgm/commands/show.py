@@ -99,8 +99,7 @@ def motion_centres(geometry, motion, args):
     """[T', 2] the centres MGM would use for this clip (its smoothing and camera options, no jitter)."""
     import warnings
 
-    import numpy as np
-
+    from mgm.data.clip import clip_rng
     from mgm.masking import build_mask_generator
 
     params = {k: getattr(args, k) for k in ("smooth", "min_motion", "camera_comp", "track", "reach", "lost")
@@ -108,4 +107,4 @@ def motion_centres(geometry, motion, args):
     mgm = build_mask_generator("mgm", geometry, 0.5, jitter=0.0, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # make_mask already warned about a motionless clip
-        return mgm.centres(motion[None], np.random.default_rng(args.seed))[0]
+        return mgm.centres(motion[None], clip_rng(args.seed))[0]  # the generator of `mgm mask --seed`

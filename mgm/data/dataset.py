@@ -1,9 +1,10 @@
 """The one dataset core used for every video dataset: list file + sampler + paired transform + mask.
 
-One decode per clip: `codec.read_clip` returns the sampled frames and, for each, the motion
-accumulated over the frames skipped since the previous sample; the transform crops / resizes /
-flips both with one geometry; the mask is made here, in the DataLoader worker, from that motion.
-When nothing needs motion (e.g. tube masks) the motion vectors are not even exported.
+One decode per clip, then one view per item, both by the clip path every consumer shares
+(mgm/data/clip.py): `decode_clip` returns the sampled frames and, for each, the motion accumulated
+over the frames skipped since the previous sample; `clip_view` crops / resizes / flips both with
+one geometry and makes the mask, in the DataLoader worker, from that motion. When nothing needs
+motion (e.g. tube masks) the motion vectors are not even exported.
 
 Item (`dataset[i]`):
   video  float32 [C, T, S, S], normalised;       label  int;   index  int (video index in the list)
@@ -19,6 +20,7 @@ mask and motion gain a leading [N]: N views with their own crop, flip, augmentat
 Randomness (clip start, crop, flip, mask) is a pure function of (seed, epoch, item index), so a
 resumed run and every DDP rank / worker see the same clips: call `set_epoch(e)` before each epoch
 (with persistent workers, index the dataset by `(epoch, i)` instead, e.g. via EpochSampler).
+Evaluation items (val / test) do not depend on the epoch: the seed convention of mgm/data/clip.py.
 
 Bad videos (missing, corrupt, no motion vectors) are never silently replaced. Policy "error"
 raises the VideoError. Policy "skip" logs a warning with path and reason, records it in a JSON-lines
@@ -43,13 +45,13 @@ from torch.utils.data import Dataset, default_collate
 from mgm import codec
 from mgm.config import CODEC_BLOCK, Geometry
 from mgm.data.augment import RandAugment, RandomErasing
+from mgm.data.clip import Clip, clip_rng, clip_view, decode_clip
 from mgm.data.lists import Sample, read_list
 from mgm.data.motion_cache import MotionCache
 from mgm.data.sampling import build_sampler
 from mgm.data.transforms import ClipTransform
-from mgm.errors import MGMError, VideoError, warnings_about
+from mgm.errors import MGMError, VideoError
 from mgm.files import append_line
-from mgm.motion import accumulate
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,11 @@ class VideoDataset(Dataset):
         self.epoch = int(epoch)
 
     def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
-        """The generator of item `index` in `epoch`: the same on every rank, worker and resume."""
-        return np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
+        """The generator of item `index` in `epoch` (mgm.data.clip's seed convention): the same on
+        every rank, worker and resume; evaluation items (val / test) are the same every epoch."""
+        if self.mode in ("val", "test"):
+            return clip_rng(self.seed, index)
+        return clip_rng(self.seed, index, self.epoch if epoch is None else epoch)
 
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
@@ -161,10 +166,13 @@ class VideoDataset(Dataset):
         """One read of the video, then `num_sample` views of it (repeated augmentation): each its
         own crop, flip, augmentation and mask, from its own generator (the first is `rng`)."""
         frames, dx, dy, indices = self._read(sample, tview, rng)
+        clip = Clip(frames, indices, dx, dy)
+        where = f"{sample.path} (clip from frame {int(indices[0])})"
+        rngs = [rng] + [clip_rng(self.seed, index, epoch, view=k) for k in range(1, self.num_sample)]
+        views = [clip_view(clip, self.transform, r, view=sview, mask_generator=self.mask_generator,
+                           return_motion=self.return_motion, where=where) for r in rngs]
         if self.num_sample == 1:
-            return self._view(sample, frames, dx, dy, indices, sview, rng)
-        rngs = [rng] + [np.random.default_rng([self.seed, epoch, index, k]) for k in range(1, self.num_sample)]
-        views = [self._view(sample, frames, dx, dy, indices, sview, r) for r in rngs]
+            return views[0]
         return {k: torch.stack([v[k] for v in views]) for k in views[0]}  # [N, ...] each
 
     def _read(self, sample: Sample, tview: int, rng: np.random.Generator):
@@ -172,38 +180,9 @@ class VideoDataset(Dataset):
         needs it) and the sampled frame indices [T]."""
         n = self.num_video_frames(sample.path)
         indices = self.sampler(n, tview, rng)
-        if self.motion_cache is not None:
-            frames = codec.read_frames(sample.path, indices)
-            motion = self.motion_cache.motion(sample.path)
-            stride = self.sampler.motion_stride(n)
-            # As read_clip: indices past the last decoded frame repeat it. Only the rows of the
-            # clip's span are read from the memory map.
-            clamped = np.minimum(indices, motion.shape[1] - 1)
-            lo, hi = max(int(clamped.min()) - stride + 1, 0), int(clamped.max()) + 1
-            dx, dy = accumulate(np.asarray(motion[0, lo:hi]), np.asarray(motion[1, lo:hi]), clamped, stride,
-                                offset=lo)
-        elif self.needs_motion:
-            frames, dx, dy, _ = codec.read_clip(sample.path, indices, stride=self.sampler.motion_stride(n),
-                                                block=self.block)
-        else:
-            frames, dx, dy = codec.read_frames(sample.path, indices), None, None
-        return frames, dx, dy, indices
-
-    def _view(self, sample: Sample, frames, dx, dy, indices, sview: int, rng: np.random.Generator) -> dict:
-        """One view of a read clip: transform (crop, flip, augmentations), motion and mask."""
-        src_hw = frames.shape[1:3]
-        box, hflip = self.transform.plan(src_hw, rng, sview)
-        item = {"video": self.transform.frames(frames, box, hflip, rng)}
-        motion = None if dx is None else self.transform.motion(dx, dy, src_hw, box, hflip)
-        if self.mask_generator is not None:
-            with warnings_about(f"{sample.path} (clip from frame {int(indices[0])})"):
-                mask = self.mask_generator(motion if self.mask_generator.needs_motion else None, rng)
-            item["mask"] = torch.from_numpy(np.ascontiguousarray(mask).reshape(-1))
-            if self.mask_generator.decoder is not None:  # dual masking (mgm.train.datasets.mask_generator)
-                item["decoder_mask"] = torch.from_numpy(self.mask_generator.decoder(None, rng).reshape(-1))
-        if self.return_motion:
-            item["motion"] = torch.from_numpy(motion)
-        return item
+        clip = decode_clip(sample.path, indices, self.sampler.motion_stride(n), motion=self.needs_motion,
+                           cache=self.motion_cache, block=self.block)
+        return clip.frames, clip.dx, clip.dy, indices
 
     # ------------------------------------------------------------------ bad videos
     def _record(self, epoch: int, index: int, err: VideoError) -> None:

@@ -2,8 +2,8 @@
 
 For CPU-scale experiments the decoder, not the model, would dominate a step; decoding every clip
 once (frames *and* per-frame block motion, in the same pass) and sampling from arrays removes it.
-The clip sampling, motion accumulation and masking are the same functions the streaming dataset
-uses (mgm.motion.accumulate / resample_to_grid, mgm.masking), so masks are identical in kind.
+Clips are made by the clip path the streaming dataset uses (mgm/data/clip.py: sampling, motion
+accumulation, patch grid, masks), so masks are identical in kind.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import numpy as np
 import torch
 
 from mgm import codec
-from mgm.config import IMAGENET_MEAN, IMAGENET_STD, Geometry
+from mgm.config import Geometry
+from mgm.data.clip import Clip, clip_indices, clip_rng, clip_view, patch_motion, span_motion
 from mgm.data.lists import read_list
-from mgm.data.transforms import normalise, resize_frames
-from mgm.errors import MGMError, warnings_about
+from mgm.data.sampling import DenseSampler
+from mgm.data.transforms import ClipTransform
+from mgm.errors import MGMError
 from mgm.files import os_error, temp_name
-from mgm.motion import accumulate, resample_to_grid
+
+__all__ = ["DecodedSplit", "MemoryClips", "clip_indices", "decode_split", "resize_split"]  # clip_indices: for its callers
 
 
 @dataclass
@@ -155,21 +158,14 @@ def _decode_all(path):
     return frames[:field.num_frames], field.dx, field.dy, field
 
 
-def clip_indices(num_decoded: int, geometry: Geometry, stride: int, rng: np.random.Generator | None):
-    """[T] frame indices: T = geometry.num_frames at `stride`; a random start when rng is given,
-    else centred. Clips shorter than the span repeat their last frame."""
-    span = (geometry.num_frames - 1) * stride + 1
-    room = max(num_decoded - span, 0)
-    start = int(rng.integers(0, room + 1)) if rng is not None else room // 2
-    return np.minimum(start + stride * np.arange(geometry.num_frames), num_decoded - 1)
-
-
 class MemoryClips(torch.utils.data.Dataset):
     """Clips sampled from a DecodedSplit: {"video" float [C, T, H, W] (ImageNet-normalised),
     "label", "index"} plus "mask" bool [N] with a mask generator (and "decoder_mask" bool [N] when it
     carries one, see mgm.train.datasets.mask_generator), "motion" float [T, 2, H', W'] with
-    `return_motion`. Random starts and masks derive from (seed, epoch, index) only, so a resumed
-    or distributed run draws the same ones. No flips: they would swap the motion classes."""
+    `return_motion`. The clip path is the streaming dataset's (mgm/data/clip.py): whole frames
+    resized to the geometry's size, no crop and no flips (they would swap the motion classes).
+    Random starts (train) and masks derive from (seed, epoch, entry) only, evaluation clips (centred)
+    from (seed, entry), so a resumed or distributed run draws the same ones."""
 
     def __init__(self, split: DecodedSplit, geometry: Geometry, stride: int, *, mask_generator=None,
                  train: bool = True, seed: int = 0, return_motion: bool = False, subset=None):
@@ -181,8 +177,8 @@ class MemoryClips(torch.utils.data.Dataset):
         n, f, h, w, _ = split.video.shape
         if h != w:
             raise MGMError(f"in-memory clips must be square, got {h}x{w}")
-        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+        self.sampler = DenseSampler(geometry.num_frames, stride, random=train)
+        self.transform = ClipTransform(geometry, crop="resize")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -197,33 +193,26 @@ class MemoryClips(torch.utils.data.Dataset):
         """uint8 [T, H, W, 3]: entry i's frames at indices idx."""
         return self.split.video[self.split.rows[i], idx]
 
+    def clip(self, i: int, idx: np.ndarray, motion: bool = True) -> Clip:
+        """Entry i's clip at indices idx, with each frame's motion over the stride (if `motion`)."""
+        s = self.split
+        r = s.rows[i]
+        dx, dy = span_motion(s.dx[r], s.dy[r], idx, self.stride) if motion else (None, None)
+        return Clip(self.frames(i, idx), np.asarray(idx), dx, dy, motion_hw=(s.motion_frame_size,) * 2)
+
     def motion(self, i: int, idx: np.ndarray) -> np.ndarray:
         """float32 [T, 2, H', W']: motion of entry i's sampled frames over the stride, on the patch grid."""
-        s = self.split
-        size = s.motion_frame_size
-        r = s.rows[i]
-        dx, dy = accumulate(s.dx[r].astype(np.float32), s.dy[r].astype(np.float32), idx, self.stride)
-        g = self.geometry
-        gx, gy = resample_to_grid(dx, dy, (size, size), (0, 0, size, size), (g.size, g.size),
-                                  g.grid[1:])
-        return np.stack([gx, gy], 1)
+        clip = self.clip(i, idx)
+        return patch_motion(clip, self.transform, (0, 0, *clip.frames.shape[1:3]), False)
 
     def __getitem__(self, index: int) -> dict:
         i = int(self.items[index])
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        idx = clip_indices(self.split.video.shape[1], self.geometry, self.stride, rng)
-        # the streaming loader's resize (uint8, antialiased) and normalisation: C, T, H, W
-        video = normalise(resize_frames(self.frames(i, idx), self.geometry.size))
-        item = {"video": video, "label": int(self.split.labels[i]), "index": index}
+        rng = clip_rng(self.seed, i, self.epoch if self.train else None)
+        idx = self.sampler(self.split.video.shape[1], 0, rng)
         need_motion = self.return_motion or (self.mask_generator is not None
                                              and self.mask_generator.needs_motion)
-        motion = self.motion(i, idx) if need_motion else None
-        if self.mask_generator is not None:
-            mrng = rng if rng is not None else np.random.default_rng([self.seed, i])
-            with warnings_about(f"{self.split.paths[i]} (clip from frame {int(idx[0])})"):
-                item["mask"] = torch.from_numpy(self.mask_generator(motion, mrng).reshape(-1))
-            if self.mask_generator.decoder is not None:  # dual masking (mgm.train.datasets.mask_generator)
-                item["decoder_mask"] = torch.from_numpy(self.mask_generator.decoder(None, mrng).reshape(-1))
-        if self.return_motion:
-            item["motion"] = torch.from_numpy(motion)
+        item = clip_view(self.clip(i, idx, need_motion), self.transform, rng, mask_generator=self.mask_generator,
+                         return_motion=self.return_motion,
+                         where=f"{self.split.paths[i]} (clip from frame {int(idx[0])})")
+        item.update(label=int(self.split.labels[i]), index=index)
         return item

@@ -1,0 +1,75 @@
+"""The one clip path (mgm/data/clip.py): its seed convention, and every consumer making the same clip alike."""
+
+import numpy as np
+import pytest
+import torch
+
+from mgm import codec
+from mgm.config import Geometry
+from mgm.data import synth
+from mgm.data.clip import clip_rng, decode_clip, sample_clip, span_motion
+from mgm.data.dataset import build_dataset
+from mgm.data.lists import read_list
+from mgm.data.memory import MemoryClips, decode_split
+from mgm.masking import build_mask_generator
+from mgm.motion import accumulate
+
+GEO = Geometry(num_frames=8, size=32, tubelet=2, patch=8)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clipsynth")
+    synth.generate(out, "tiny", seed=3, per_class={"val": 1}, jobs=1, progress=False)
+    return out
+
+
+def test_seed_convention():
+    draw = lambda g: g.random(4).tolist()  # noqa: E731
+    assert draw(clip_rng(7)) == draw(np.random.default_rng(7))  # `mgm mask --seed 7`, as it always was
+    assert draw(clip_rng(7, 3, 2)) == draw(np.random.default_rng([7, 2, 3]))  # training: seed, epoch, index
+    assert draw(clip_rng(7, 3)) == draw(np.random.default_rng([7, 3]))  # evaluation: seed, index
+    assert draw(clip_rng(7, 3, 2, view=1)) == draw(np.random.default_rng([7, 2, 3, 1]))  # an extra view
+    assert draw(clip_rng(7, 3, 2, view=0)) == draw(clip_rng(7, 3, 2))
+
+
+def test_a_val_item_is_the_in_memory_clip_of_the_same_video(bench):
+    """Streaming dataset and in-memory clips share the clip path: on a square video (the centre crop
+    is the whole frame) a val item equals the evaluation clip of the decoded split, video, motion and
+    MGM mask, and neither changes with the epoch."""
+    samples = read_list(bench / "val.txt", root=bench)
+    gen = build_mask_generator("mgm", GEO, 0.75)
+    ds = build_dataset(samples, geometry=GEO, mode="val", stride=2, mask_generator=gen, return_motion=True, seed=4)
+    split = decode_split(str(bench / "val.txt"), root=str(bench), progress=False)
+    memory = MemoryClips(split, GEO, 2, mask_generator=gen, train=False, seed=4, return_motion=True)
+    for i in (0, 5, 9):
+        a, b = ds[i], memory[i]
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["mask"], b["mask"])
+        np.testing.assert_allclose(a["motion"].numpy(), b["motion"].numpy(), atol=1e-6)
+        ds.set_epoch(3)
+        memory.set_epoch(3)
+        assert torch.equal(ds[i]["mask"], a["mask"]) and torch.equal(memory[i]["mask"], b["mask"])
+        ds.set_epoch(0)
+        memory.set_epoch(0)
+
+
+def test_span_motion_reads_only_the_clip_rows_and_equals_the_whole_video_accumulation(bench):
+    field = codec.read_motion(read_list(bench / "val.txt", root=bench)[2].path)
+    idx = np.array([5, 9, 13, 31, 31])  # past the end repeats the last frame
+    whole = accumulate(field.dx, field.dy, idx, 4)
+    for rows in (field, type("Rows", (), {"dx": field.dx.astype(np.float16), "dy": field.dy.astype(np.float16)})):
+        got = span_motion(rows.dx, rows.dy, idx, 4)
+        np.testing.assert_allclose(got[0], whole[0], atol=1e-6)
+        np.testing.assert_allclose(got[1], whole[1], atol=1e-6)
+
+
+def test_the_mask_command_clip_is_the_decoded_clip_resized_whole(bench):
+    path = read_list(bench / "val.txt", root=bench)[4].path
+    clip, motion = sample_clip(path, GEO, 3, start=10)
+    frames, dx, dy, _ = codec.read_clip(path, 10 + 3 * np.arange(8), stride=3)
+    assert np.array_equal(clip.frames, frames) and clip.last == 31 and clip.indices[-1] == 31
+    assert motion.shape == (8, 2, 4, 4)
+    # 64 px frames on 32 px clips: each patch is a 16 px block of the source, at half the length
+    np.testing.assert_allclose(motion[:, 0], dx / 2, atol=1e-6)
+    np.testing.assert_allclose(motion[:, 1], dy / 2, atol=1e-6)
+    assert decode_clip(path, [30, 33], 2).last == 31
