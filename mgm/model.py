@@ -81,9 +81,15 @@ def split_ids(mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def gather_tokens(x: Tensor, ids: Tensor) -> Tensor:
-    """Rows `ids [B, n]` of `x [B, N, ...]` -> `[B, n, ...]`."""
-    # Row indexing copies whole rows: ~2.5x faster than torch.gather with an expanded index.
-    return x[torch.arange(x.shape[0], device=x.device)[:, None], ids]
+    """Rows `ids [B, n]` of `x [B, N, ...]` -> `[B, n, ...]`; `x [1, N, ...]` (a table every clip
+    shares, as the position embeddings) gives each clip its own rows too."""
+    b, n = ids.shape
+    if x.shape[0] == 1:
+        return x[0].index_select(0, ids.flatten()).view(b, n, *x.shape[2:])
+    # index_select of whole rows of [B*N, ...]: ~2.4x faster than x[arange(B)[:, None], ids],
+    # itself ~3x faster than torch.gather with an expanded index.
+    rows = ids + torch.arange(b, device=ids.device)[:, None] * x.shape[1]
+    return x.flatten(0, 1).index_select(0, rows.flatten()).view(b, n, *x.shape[2:])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,7 +231,7 @@ class VideoMAEEncoder(nn.Module):
         pos = self.pos_embed.to(patches.dtype)
         if ids_visible is not None:
             patches = gather_tokens(patches, ids_visible)
-            pos = gather_tokens(pos.expand(patches.shape[0], -1, -1), ids_visible)
+            pos = gather_tokens(pos, ids_visible)
         x = self.patch_embed(patches) + pos
         x = _run_blocks(self.blocks, x, self.grad_checkpointing)
         return self.norm(x)
@@ -306,8 +312,7 @@ class VideoMAEPretrain(nn.Module):
         ids_dec = ids_mask if decoder_mask is None else split_ids(decoder_mask)[0]
         patches = patchify(video, self.cfg.tubelet, self.cfg.patch)
         x = self.encoder_to_decoder(self.encoder.forward_patches(patches, ids_vis))
-        b = x.shape[0]
-        pos = self.decoder_pos_embed.to(x.dtype).expand(b, -1, -1)
+        pos = self.decoder_pos_embed.to(x.dtype)
         x = torch.cat([x + gather_tokens(pos, ids_vis),
                        self.mask_token.to(x.dtype) + gather_tokens(pos, ids_dec)], dim=1)
         # The head predicts in the channels-first layout of the targets (its rows permuted, not the

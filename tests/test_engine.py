@@ -148,6 +148,26 @@ def test_gradient_clipping_bounds_the_update():
     assert seen[0][0] == 1 and seen[0][1]["grad_norm"] > 100  # the norm before clipping is logged
 
 
+@pytest.mark.parametrize("clip", [0.0, 1e9, 3.0])  # none, a bound never reached, a bound that clips
+def test_grad_norm_and_clipping_equal_torch_bit_for_bit(clip):
+    from mgm.train.loop import _clip_grad_norm
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(301, 257), (257,), (7, 3, 5), (1,)]
+    ours = [nn.Parameter(torch.zeros(s)) for s in shapes]
+    ref = [nn.Parameter(torch.zeros(s)) for s in shapes]
+    for a, b in zip(ours, ref):
+        a.grad = torch.randn(a.shape, generator=g)
+        b.grad = a.grad.clone()
+    norm = _clip_grad_norm(ours, clip)
+    want = torch.nn.utils.clip_grad_norm_(ref, clip if clip else float("inf"), foreach=False)
+    assert norm == float(want) and norm > 3.0
+    for a, b in zip(ours, ref):
+        assert torch.equal(a.grad, b.grad)
+    if clip == 3.0:  # and it did clip
+        assert float(torch.stack([p.grad.norm() for p in ours]).norm()) == pytest.approx(3.0, rel=1e-5)
+
+
 def test_loader_running_out_is_a_clear_error():
     model = nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
