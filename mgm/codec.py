@@ -292,7 +292,8 @@ def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | N
     bar = None
     try:
         promised = int(stream.frames or 0)
-        expected = (min(promised, stop) if stop is not None else promised) - start
+        # rows allocated up front: the header's count, up to 2^15 frames (a damaged header may claim millions)
+        expected = min((min(promised, stop) if stop is not None else promised) - start, 1 << 15)
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=max(expected, 0) or None, unit="frame", leave=False, desc=os.path.basename(path))

@@ -54,7 +54,7 @@ class GridRows:
         if self.dx is None:
             self._allocate(width, height)
         end = row + len(mvs)
-        while end > len(self.types):  # only a serial read of a video longer than its header says
+        while end > len(self.types):  # a serial read past the frames expected (never in parallel)
             self._grow()
         self.dx[row:end], self.dy[row:end], self.known[row:end] = mvs_to_grids(
             mvs, self.width, self.height, self.block)
