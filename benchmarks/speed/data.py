@@ -156,16 +156,19 @@ def throughput(args):
               "stride": args.stride, "load_before": load, "rows": rows}
     if args.item_rounds:
         ms = item_cpu(samples, geo, args.stride, args.cache, args.item_clips, args.item_rounds)
-        tube = statistics.median(ms["tube"])
         print(f"\nCPU per item in one process, configurations interleaved item by item, {args.item_clips} items "
-              f"x {args.item_rounds} rounds (median of the rounds' means), load {os.getloadavg()[0]:.2f}")
-        print(f"{'config':>12} {'ms CPU':>8} {'clips/CPU-s':>12} {'x tube':>7}")
+              f"x {args.item_rounds} rounds (medians over the rounds; x tube: of each round's ratio, the "
+              f"rounds being paired), load {os.getloadavg()[0]:.2f}")
+        print(f"{'config':>12} {'ms CPU':>8} {'clips/CPU-s':>12} {'x tube':>7}  range of the rounds")
         result["item_cpu"] = []
         for c in CONFIGS:
             m = statistics.median(ms[c])
-            result["item_cpu"].append({"config": c, "ms_cpu_per_item": round(m, 2), "ratio_to_tube": round(tube / m, 3),
-                                       "rounds": [round(v, 2) for v in ms[c]]})
-            print(f"{c:>12} {m:>8.1f} {1000 / m:>12.1f} {tube / m:>7.3f}")
+            ratios = [t / v for t, v in zip(ms["tube"], ms[c])]
+            result["item_cpu"].append({"config": c, "ms_cpu_per_item": round(m, 2),
+                                       "ratio_to_tube": round(statistics.median(ratios), 3),
+                                       "rounds": [round(v, 2) for v in ms[c]], "round_ratios": [round(r, 3) for r in ratios]})
+            print(f"{c:>12} {m:>8.1f} {1000 / m:>12.1f} {statistics.median(ratios):>7.3f}  "
+                  f"{min(ratios):.3f}-{max(ratios):.3f}")
     result["load_after"] = list(os.getloadavg())
     return result
 
