@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from mgm.config import IMAGENET_MEAN, IMAGENET_STD
 from mgm.interop import interpolate_pos_embed, load_encoder_weights
-from mgm.model import (Attention, ModelConfig, VideoMAEClassifier, VideoMAEEncoder, VideoMAEPretrain, patchify,
-                       sincos_table, split_ids, unpatchify)
+from mgm.model import (Attention, ModelConfig, VideoMAEClassifier, VideoMAEEncoder, VideoMAEPretrain, gather_tokens,
+                       patchify, sincos_table, split_ids, unpatchify)
 from mgm.train.optim import layer_id
 
 
@@ -69,6 +69,24 @@ def test_split_ids_orders_and_counts():
     assert msk.tolist() == [[0, 3, 4], [1, 2, 5]]
     with pytest.raises(ValueError, match="same number"):
         split_ids(torch.tensor([[1, 0, 0], [1, 1, 0]], dtype=torch.bool))
+
+
+def test_gather_tokens_picks_each_clips_rows():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 2, 5, generator=g, requires_grad=True)
+    ids = torch.tensor([[0, 4, 6], [1, 2, 3], [6, 5, 0]])
+    got = gather_tokens(x, ids)
+    assert got.shape == (3, 3, 2, 5)
+    for b in range(3):
+        for j in range(3):
+            assert torch.equal(got[b, j], x[b, ids[b, j]])
+    got.sum().backward()  # each picked row once: its gradient is 1, the others' 0
+    counts = torch.zeros(3, 7).scatter_add_(1, ids, torch.ones(3, 3))
+    assert torch.equal(x.grad, counts[:, :, None, None].expand_as(x))
+    table = torch.randn(1, 7, 4, generator=g)  # one table shared by every clip
+    assert torch.equal(gather_tokens(table, ids), torch.stack([table[0, i] for i in ids]))
+    mask = torch.rand(3, 7, generator=g) > 0.5
+    assert torch.equal(gather_tokens(mask, ids), torch.stack([mask[b, ids[b]] for b in range(3)]))
 
 
 def test_attention_matches_naive_softmax_attention():
