@@ -154,9 +154,10 @@ def _clip_grad_norm(params: list[torch.Tensor], clip: float) -> float:
     """The global L2 norm of the gradients; with clip > 0 they are scaled to at most `clip`.
 
     The same numbers as torch.nn.utils.clip_grad_norm_ (norm of the per-tensor norms, coefficient
-    clip / (norm + 1e-6)), but one call for all tensors, and no multiply when the coefficient
-    would be 1 (clip_grad_norm_ multiplies by it anyway, to spare a device sync the loop makes
-    anyway): a pass over every gradient saved on most steps.
+    clip / (norm + 1e-6)), but one call for all tensors, and no multiply when the coefficient would
+    be 1: clip_grad_norm_ multiplies by the clamped coefficient anyway to avoid a device sync, but
+    the loop reads the norm on the host every step, so the test is free and saves a pass over every
+    gradient on the steps that do not clip.
     """
     if not params:
         return 0.0

@@ -66,8 +66,8 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas=(0.9
     The kernel: fused (one pass over weight, gradient and both moments per tensor) wherever
     `fused_adamw_available` says torch has it, else the per-tensor for-loop (`foreach=False`).
     Both round identically on every run, rank and thread count (elementwise, no reductions), so
-    resumed and DDP runs match bit for bit; fused is ~2.4x faster on CPU (ViT-S: 36 -> 15 ms of a
-    ~210 ms step). The two differ from each other by an ulp, so the choice is fixed per optimizer:
+    resumed and DDP runs match bit for bit; fused is ~2.7x faster on CPU (ViT-S's 24 M weights on
+    2 cores: 51 -> 19 ms a step, docs/RESULTS.md). The two differ by an ulp, so the choice is fixed:
     a checkpoint saved by either kernel resumes on the one chosen here (`_keep_kernel`).
     """
     groups = param_groups(model, weight_decay, **group_kw)
