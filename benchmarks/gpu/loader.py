@@ -65,10 +65,10 @@ def run_loader(sizes, work: Path, deadline: float, log=print) -> dict:
             out["rows"].append({"config": config, "status": "skipped", "note": "the section's time ran out"})
             continue
         t = time.perf_counter()
-        rate = loader_rate(samples, geo, config, workers, per_run, sizes.loader_stride, work / "loader_cache",
-                           batch=sizes.loader_batch)
+        rate, per_cpu_s = loader_rate(samples, geo, config, workers, per_run, sizes.loader_stride,
+                                      work / "loader_cache", batch=sizes.loader_batch)
         out["rows"].append({"config": config, "status": "ok", "clips_per_s": rate, "per_worker": rate / workers,
-                            "clips": per_run, "seconds": time.perf_counter() - t})
+                            "clips_per_cpu_s": per_cpu_s, "clips": per_run, "seconds": time.perf_counter() - t})
         log(f"  loader {config}: {rate:.1f} clips/s with {workers} workers")
     return out
 
