@@ -165,9 +165,8 @@ class VideoDataset(Dataset):
               epoch: int) -> dict:
         """One read of the video, then `num_sample` views of it (repeated augmentation): each its
         own crop, flip, augmentation and mask, from its own generator (the first is `rng`)."""
-        frames, dx, dy, indices = self._read(sample, tview, rng)
-        clip = Clip(frames, indices, dx, dy)
-        where = f"{sample.path} (clip from frame {int(indices[0])})"
+        clip = self._read(sample, tview, rng)
+        where = f"{sample.path} (clip from frame {int(clip.indices[0])})"
         rngs = [rng] + [clip_rng(self.seed, index, epoch, view=k) for k in range(1, self.num_sample)]
         views = [clip_view(clip, self.transform, r, view=sview, mask_generator=self.mask_generator,
                            return_motion=self.return_motion, where=where) for r in rngs]
@@ -175,14 +174,13 @@ class VideoDataset(Dataset):
             return views[0]
         return {k: torch.stack([v[k] for v in views]) for k in views[0]}  # [N, ...] each
 
-    def _read(self, sample: Sample, tview: int, rng: np.random.Generator):
-        """The clip's frames uint8 [T, H, W, 3], its motion dx, dy [T, Hb, Wb] (None when nothing
-        needs it) and the sampled frame indices [T]."""
+    def _read(self, sample: Sample, tview: int, rng: np.random.Generator) -> Clip:
+        """The clip at the sampler's indices: frames uint8 [T, H, W, 3] and its motion dx, dy
+        [T, Hb, Wb] (None when nothing needs it)."""
         n = self.num_video_frames(sample.path)
         indices = self.sampler(n, tview, rng)
-        clip = decode_clip(sample.path, indices, self.sampler.motion_stride(n), motion=self.needs_motion,
+        return decode_clip(sample.path, indices, self.sampler.motion_stride(n), motion=self.needs_motion,
                            cache=self.motion_cache, block=self.block)
-        return clip.frames, clip.dx, clip.dy, indices
 
     # ------------------------------------------------------------------ bad videos
     def _record(self, epoch: int, index: int, err: VideoError) -> None:

@@ -87,12 +87,14 @@ def train_list(root: Path, frac: float) -> Path:
     return root / ("train.txt" if frac >= 1 else f"train_{frac:g}.txt")
 
 
-def _read_json(path: Path, what: str, remedy: str) -> dict:
-    """A JSON file the runner wrote; one that is not JSON (edited by hand, a full disk) is a
-    one-line MGMError naming it and what to do, not a traceback. The file is left as it was."""
+def _read_json(path: Path, what: str, remedy: str, parse=None):
+    """A JSON file the runner wrote, through `parse` if given (e.g. into a typed record); one that
+    is not JSON (edited by hand, a full disk), or that `parse` refuses (ValueError / TypeError), is
+    a one-line MGMError naming it and what to do, not a traceback. The file is left as it was."""
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        data = json.loads(path.read_text())
+        return data if parse is None else parse(data)
+    except (ValueError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise MGMError(f"{path}: not a readable {what} ({err}); {remedy}") from None
 
 
@@ -103,11 +105,7 @@ def _read_recipe(path: Path) -> dict:
 def read_result(path: Path) -> Record:
     """One stored unit (OUT/results/*.json) as its typed record, for the runner, the report and the
     benchmarks; a file that is none is a one-line MGMError naming it, left as it was."""
-    remedy = "delete it to run that unit again"
-    try:
-        return record_from_dict(_read_json(path, "result", remedy))
-    except (ValueError, TypeError) as err:
-        raise MGMError(f"{path}: not a readable result ({err}); {remedy}") from None
+    return _read_json(path, "result", "delete it to run that unit again", parse=record_from_dict)
 
 
 def read_results(folder: Path) -> list[Record]:
