@@ -38,14 +38,12 @@ class Segment:
     """Display frames `first .. first + len(pts) - 1`. pts: int64 [count], their timestamps in
     display order; decoding starts at the segment's first packet (timestamp `start`, a keyframe;
     at a clean cut also the first displayed, the video's first packet need not be), at byte `pos`
-    of the file (-1 if unknown), and stops before the packet with timestamp `end`, the next
-    segment's keyframe (None: the last segment): the decoder is then drained, not fed the next GOP."""
+    of the file (-1 if unknown), and ends once `count` frames have come out."""
 
     first: int
     pts: np.ndarray
     pos: int
     start: int
-    end: int | None = None
 
     @property
     def count(self) -> int:
@@ -90,17 +88,29 @@ def plan(packets: Packets, jobs: int) -> list[Segment]:
     nearest = cuts[np.abs(cuts[None, :] - ideal[:, None]).argmin(1)] if len(ideal) else cuts[:0]
     starts = np.concatenate([[0], nearest])  # non-decreasing; drop repeats (np.unique imports numpy.ma)
     starts = starts[np.diff(starts, prepend=-1) > 0]
-    return [Segment(int(a), np.sort(pts[a:b]), int(packets.pos[a]), int(pts[a]), int(pts[b]) if b < n else None)
+    return [Segment(int(a), np.sort(pts[a:b]), int(packets.pos[a]), int(pts[a]))
             for a, b in zip(starts, np.append(starts[1:], n))]
 
 
 def decode(container, stream, seg: Segment):
-    """The PyAV frames of the segment's packets, decoded by `stream` (of an open `container`):
-    from its keyframe up to the next segment's (`seg.end`), then the decoder drained, so that no
-    frame of the next GOP is decoded. Like the generators stacked on it, it holds no frame while
-    the next one decodes: each frame held keeps a picture buffer from the decoder's pool (+1.6 MB
-    at 720p)."""
-    started = False
+    """The first `seg.count` PyAV frames decoded by `stream` (of an open `container`) from the
+    segment's keyframe on: the segment's own frames at a clean cut (the caller checks their
+    timestamps). The decoder is fed the next segment's packets until the last of them comes out,
+    as a serial decode is, and drained only at the end of the stream: a decoder drained earlier
+    can return its delayed frame without the vectors a serial read exports (MPEG-4 part 2 with
+    B-frames: the last P-frame before a cut came out with none). Like the generators stacked on
+    it, it holds no frame while the next one decodes: each frame held keeps a picture buffer from
+    the decoder's pool (+1.6 MB at 720p)."""
+    started, left = False, seg.count
+
+    def out(frames):
+        nonlocal left
+        for frame in frames:
+            if left == 0:
+                return
+            left -= 1
+            yield frame
+
     for packet in _packets_from(container, stream, seg):
         if packet.size == 0:  # the demuxer's end-of-stream packet: drained below
             continue
@@ -108,11 +118,11 @@ def decode(container, stream, seg: Segment):
             if packet.pts != seg.start:
                 continue  # the seek landed on an earlier keyframe: its GOP is another segment's
             started = True
-        if seg.end is not None and packet.pts == seg.end:
-            break
-        yield from packet.decode()
+        yield from out(packet.decode())
+        if left == 0:
+            return
     if started:
-        yield from stream.codec_context.decode(None)
+        yield from out(stream.codec_context.decode(None))
 
 
 def _packets_from(container, stream, seg: Segment):
