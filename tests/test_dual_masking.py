@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mgm.config import Geometry
+from mgm.data.clip import Clip
 from mgm.data.dataset import build_dataset as build_video_dataset, collate_views
 from mgm.data.lists import Sample
 from mgm.data.memory import DecodedSplit, MemoryClips
@@ -160,7 +161,7 @@ def test_video_dataset_emits_it_and_collates_views(num_sample):
     ds = build_video_dataset([Sample("a.mp4", 0), Sample("b.mp4", 1)], geometry=GEO, mode="pretrain",
                              mask_generator=gen, num_sample=num_sample)
     frames = np.random.default_rng(0).integers(0, 255, (8, 48, 48, 3), dtype=np.uint8)
-    ds._read = lambda sample, tview, rng: (frames, None, None, np.arange(8))  # no decoding
+    ds._read = lambda sample, tview, rng: Clip(frames, np.arange(8))  # no decoding
     items = [ds[0], ds[1]]
     check_items(items, gen)
     batch = collate_views(items) if num_sample > 1 else torch.utils.data.default_collate(items)
