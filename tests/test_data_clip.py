@@ -73,3 +73,20 @@ def test_the_mask_command_clip_is_the_decoded_clip_resized_whole(bench):
     np.testing.assert_allclose(motion[:, 0], dx / 2, atol=1e-6)
     np.testing.assert_allclose(motion[:, 1], dy / 2, atol=1e-6)
     assert decode_clip(path, [30, 33], 2).last == 31
+
+
+def test_a_decoded_clip_leaves_no_frame_behind(bench):
+    """decode_clip's one-pass read keeps the sampled PyAV frames (cycles with their side data) until
+    their pixels are copied: they must be freed by the read, not wait in the oldest GC generation
+    for the process's next full collection (they held ~5 MB a clip, growing clip after clip)."""
+    import gc
+
+    import av
+
+    path = read_list(bench / "val.txt", root=bench)[2].path
+    gc.collect()
+    for start in (0, 7, 20):
+        clip = decode_clip(path, start + 2 * np.arange(8), 2)
+        assert clip.dx is not None
+    left = [o for o in gc.get_objects() if isinstance(o, av.VideoFrame)]
+    assert left == [], f"{len(left)} decoded frames outlived their read"
