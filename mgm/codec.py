@@ -269,11 +269,11 @@ def _wrap(frame, index: int, pixels: bool, motion: bool) -> Frame:
                  frame if pixels else None)
 
 
-def _motion_field(frames, block: int, path, expected: int = 0) -> MotionField:
+def _motion_field(frames, block: int, path, expected: int = 0, **batches) -> MotionField:
     """Grids of every frame. frames: iterable of Frame -> MotionField [F, Hb, Wb]; `expected`:
-    the frame count to allocate for."""
+    the frame count to allocate for; `batches`: grid_frames' batch sizes."""
     rows = gridding.GridRows(expected, block)
-    n = gridding.grid_frames(frames, rows)
+    n = gridding.grid_frames(frames, rows, **batches)
     if n == 0:
         raise NoFramesError(path, "no frames could be decoded")
     return rows.field(n)
@@ -465,7 +465,8 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     with gridding.young_heap():
         try:
             try:
-                field = _motion_field(frames, block, path, last + 1 - first)
+                field = _motion_field(frames, block, path, last + 1 - first,
+                                      records=gridding.CLIP_RECORDS, most=gridding.CLIP_FRAMES)
             except NoFramesError:  # only this one means "the clip starts past the end"; others keep their reason
                 if first == 0:
                     raise

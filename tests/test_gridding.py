@@ -16,14 +16,18 @@ def frame(*rows, kind="P"):
     return SimpleNamespace(mvs=records(*rows) if rows else None, frame_type=kind, width=48, height=32)
 
 
-def test_grid_frames_writes_each_frame_gridded_alone_and_grows_past_the_expected_count():
+@pytest.mark.parametrize("batches", [{}, {"records": gridding.CLIP_RECORDS, "most": gridding.CLIP_FRAMES},
+                                     {"records": 1, "most": 1}, {"records": 10**6, "most": 7}])
+def test_grid_frames_writes_each_frame_gridded_alone_and_grows_past_the_expected_count(batches):
+    """Whatever the batches (the default, read_clip's, one frame, 7 frames), each row is its frame
+    gridded alone."""
     rng = np.random.default_rng(0)
     frames = [frame(kind="I")] + [frame(*[(-1, 16, 16, int(x), int(y), 2.0, -1.0) for x, y in
                                          rng.integers(0, 40, (int(rng.integers(1, 9)), 2))])
                                   for _ in range(40)]
     rows = gridding.GridRows(3, 16)  # a header that promised 3 frames
     with gridding.young_heap():
-        assert gridding.grid_frames(iter(frames), rows) == 41
+        assert gridding.grid_frames(iter(frames), rows, **batches) == 41
     field = rows.field(41)
     for t, f in enumerate(frames):
         dx, dy, known = motion.mvs_to_grid(f.mvs, 48, 32)
