@@ -165,6 +165,11 @@ def measure(case: Case, sizes, batch: int, device: torch.device) -> dict:
     cfg = model_config(sizes, case)
     model = build_model(case, cfg).to(device)
     call = loss_call(case, device)
+    if case.compiled:
+        # Dynamo's caches belong to the code (forward), not to the model: a retry at a smaller batch
+        # after an OOM would otherwise recompile the last try's graphs with a dynamic batch size.
+        # Reset, each try compiles afresh for its own batch; its cost is the row's first_step_s.
+        torch._dynamo.reset()
     net = torch.compile(model, backend=sizes.compile_backend) if case.compiled else model
     runner = Runner(case.name, net, call)
     inputs = make_inputs(case, cfg, batch, device)
@@ -229,8 +234,6 @@ def run_cases(sizes, device: torch.device, deadline: float, peak_tflops: float |
             rows.append({**base, "status": "skipped", "note": f"{left:.0f} s left in the section, needs {need:.0f}"})
             log(f"  {case.name}: skipped ({left:.0f} s left)")
             continue
-        if case.compiled:
-            torch._dynamo.reset()  # a fresh compilation: its cost is this row's first_step_s
         top = fits.get(replace(case, compiled=False), sizes.max_batch)
         try:
             row = largest_batch(lambda b: measure(case, sizes, b, device), candidates(top), device)
