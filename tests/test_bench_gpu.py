@@ -4,6 +4,7 @@ run writes; the batch search, the time budget and the experiment's `gpu` preset.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -114,3 +115,36 @@ def test_a_compiled_row_retried_after_out_of_memory_compiles_its_own_batch(monke
     monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
     row = S.measure(case, SMOKE, 2, cpu)
     assert row["batch"] == 2 and row["final_loss"] == row["final_loss"]
+
+
+def test_a_row_still_running_at_the_sections_cap_is_stopped_and_the_rows_done_are_written(tmp_path, monkeypatch):
+    """The steps section checked its cap only between rows: a compilation outlasting it ran on into
+    the next sections' time (and past the run's outer timeout, losing every row: the JSON was
+    written only after the section)."""
+    from benchmarks.gpu import bench
+
+    def compiling_for_a_long_time(case, sizes, b, device):
+        time.sleep(30)
+
+    monkeypatch.setattr(S, "measure", compiling_for_a_long_time)
+    monkeypatch.setattr(bench, "START", time.perf_counter())
+    out = tmp_path / "gpu.json"
+    t0 = time.perf_counter()
+    assert bench.main(["--smoke", "--only", "steps", "--budget", "12", "--out", str(out),
+                       "--work", str(tmp_path / "work")]) == 0
+    assert time.perf_counter() - t0 < 12 + 3
+    data = json.loads(out.read_text())
+    assert data["sections"]["steps"]["cap_s"] < 8
+    rows = data["steps"]
+    assert len(rows) == len(S.CASES) and rows[0]["status"] == "timeout"
+    assert all(r["status"] == "skipped" for r in rows[1:])
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left behind
+
+
+def test_the_rows_are_handed_over_as_they_finish(monkeypatch):
+    monkeypatch.setattr(S, "measure", lambda case, sizes, b, device: {"status": "ok", "batch": b, "ms_per_step": 1.0,
+                                                                      "clips_per_s": 1.0, "gflop_per_clip": 1.0})
+    seen = []
+    rows = S.run_cases(SMOKE, torch.device("cpu"), time.perf_counter() + 60, 1.0, log=lambda _: None,
+                       on_row=lambda rows: seen.append((len(rows), all("mfu" in r for r in rows))))
+    assert seen == [(n, True) for n in range(1, len(S.CASES) + 1)] and len(rows) == len(S.CASES)

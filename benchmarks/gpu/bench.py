@@ -126,7 +126,7 @@ def print_table(result: dict) -> None:
         fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
         print(f"{r['task']:<8} {r['impl']:<12} {r['mask']:<8} {'y' if r['dual'] else '':<4} "
               f"{'y' if r['compiled'] else '':<4} {r['batch']:>5} {r['ms_per_step']:>8.1f} {r['clips_per_s']:>8.1f} "
-              f"{fmt(r['peak_gb'], '7.1f'):>7} {r['gflop_per_clip']:>10.3g} {fmt(r['mfu'], '5.1%'):>5} "
+              f"{fmt(r['peak_gb'], '7.1f'):>7} {r['gflop_per_clip']:>10.3g} {fmt(r.get('mfu'), '5.1%'):>5} "
               f"{r['first_step_s']:>6.1f}  ok")
     loader = result.get("loader") or {}
     for r in loader.get("rows", []):
@@ -188,23 +188,33 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         end = t0 + cap
         status, note = "ok", ""
+
+        def steps_so_far(rows):
+            result["steps"] = rows
+            write()
+
         try:
-            if name == "tests":
+            if name == "tests":  # the subprocesses are stopped at the cap by subprocess.run
                 result["tests"] = run_tests(cap)
                 status = result["tests"]["status"]
-            elif name == "matmul":
-                peak = S.matmul_tflops(sizes.matmul_n, device)
-                result["matmul"] = {"n": sizes.matmul_n, "dtype": "bfloat16", "tflops": peak}
-            elif name == "steps":
-                result["steps"] = S.run_cases(sizes, device, end, peak)
-                fits = [r["batch"] for r in result["steps"] if r["status"] == "ok"]
-                result["h2d"] = S.h2d(sizes, max(fits), device) if fits else None
-            elif name == "loader":
-                result["loader"] = L.run_loader(sizes, work, end)
-                L.cores_per_gpu(result["loader"], result.get("steps", []))
             elif name == "experiment":
                 result["experiment"] = run_experiment(cap, work, args.smoke)
                 status = result["experiment"]["status"]
+            else:
+                with S.cap_at(end):  # this process's own work: SIGALRM stops it at the cap
+                    if name == "matmul":
+                        peak = S.matmul_tflops(sizes.matmul_n, device)
+                        result["matmul"] = {"n": sizes.matmul_n, "dtype": "bfloat16", "tflops": peak}
+                    elif name == "steps":
+                        result["steps"] = S.run_cases(sizes, device, end, peak, on_row=steps_so_far)
+                        fits = [r["batch"] for r in result["steps"] if r["status"] == "ok"]
+                        result["h2d"] = S.h2d(sizes, max(fits), device) if fits else None
+                    elif name == "loader":
+                        result["loader"] = L.run_loader(sizes, work, end)
+                        L.cores_per_gpu(result["loader"], result.get("steps", []))
+        except S.SectionTimeout:
+            status, note = "timeout", f"stopped at its cap of {cap:.0f} s"
+            print(f"[{name}] {note}", flush=True)
         except Exception as e:  # noqa: BLE001 -- a broken section is recorded; the others still run
             status, note = "error", f"{type(e).__name__}: {e}"[:500]
             print(f"[{name}] {note}", flush=True)

@@ -20,7 +20,9 @@ Masks: "tube-0.9" is mgm's tube mask at 0.9; "mgm-0.75" has the visible-token co
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import signal
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -222,32 +224,67 @@ def candidates(top: int) -> list[int]:
     return [b for b in BATCHES if b <= top] or [1]
 
 
-def run_cases(sizes, device: torch.device, deadline: float, peak_tflops: float | None, log=print) -> list[dict]:
+def run_cases(sizes, device: torch.device, deadline: float, peak_tflops: float | None, log=print,
+              on_row=None) -> list[dict]:
     """Every case in CASES order while time is left before `deadline` (time.perf_counter()); the
-    rest get a row with status "skipped" and a note. An error in one row is recorded, not raised."""
+    rest get a row with status "skipped" and a note. An error in one row is recorded, not raised;
+    so is a row stopped by `cap_at`'s SectionTimeout (status "timeout"). `on_row(rows)` is called
+    after every row (the bench rewrites its JSON: a run killed from outside keeps the rows done)."""
     rows, fits = [], {}  # fits: the batch the eager twin of a compiled case found (no re-search)
+
+    def done(row):
+        rows.append(row)
+        add_mfu(rows, peak_tflops)
+        if on_row is not None:
+            on_row(rows)
+
     for case in CASES:
         left = deadline - time.perf_counter()
         need = sizes.compile_min_s if case.compiled else 0.0
         base = dict(task=case.task, impl=case.impl, mask=case.mask, dual=case.dual, compiled=case.compiled)
         if left <= need or left <= 0:
-            rows.append({**base, "status": "skipped", "note": f"{left:.0f} s left in the section, needs {need:.0f}"})
+            done({**base, "status": "skipped", "note": f"{left:.0f} s left in the section, needs {need:.0f}"})
             log(f"  {case.name}: skipped ({left:.0f} s left)")
             continue
         top = fits.get(replace(case, compiled=False), sizes.max_batch)
         try:
             row = largest_batch(lambda b: measure(case, sizes, b, device), candidates(top), device)
+        except SectionTimeout:
+            row = {"status": "timeout", "note": "stopped at the section's cap"}
         except Exception as e:  # noqa: BLE001 -- one broken row must not lose the others
             row = {"status": "error", "note": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
         free_memory(device)
         row = {**base, **row}
         if row["status"] == "ok":
             fits[case] = row["batch"]
-        rows.append(row)
+        done(row)
         log(f"  {case.name}: " + (f"batch {row['batch']}, {row['ms_per_step']:.1f} ms/step" if row["status"] == "ok"
                                   else f"{row['status']} {row.get('note', '')}"))
-    add_mfu(rows, peak_tflops)
     return rows
+
+
+class SectionTimeout(BaseException):
+    """Raised in the main thread when an in-process section reaches its cap (`cap_at`). Not an
+    Exception, so that no `except Exception` on its way (torch.compile's own, which may fall back to
+    eager) takes it for an error of the code it interrupted and carries on."""
+
+
+@contextlib.contextmanager
+def cap_at(end: float):
+    """Raise SectionTimeout in the main thread at time.perf_counter() `end` (SIGALRM), wherever it
+    is: a row compiling or measuring past the section's cap is stopped, not left to overrun the
+    bench's budget. (Python code only: a C call that never returns, a hung collective say, is not
+    interrupted.)"""
+    def fire(signum, frame):
+        raise SectionTimeout("the section reached its cap")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, max(end - time.perf_counter(), 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def add_mfu(rows: list[dict], peak_tflops: float | None) -> None:
