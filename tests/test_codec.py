@@ -1,7 +1,9 @@
 """Decoding and motion vectors on clips encoded in fixtures, against the motion we put in them."""
 
 import dataclasses
+import gc
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -169,9 +171,9 @@ def _plan(path, jobs):
 
 def read_segments(path, jobs):
     """The parallel read alone, without read_motion's serial fallback (None where it gave up)."""
-    container, stream = codec._open_for(str(path), motion=True, fast=True)
+    container = codec._open_for(str(path), motion=True, fast=True)[0]  # its stream unheld: _read_segments frees it
     try:
-        return codec._read_segments(str(path), container, stream, 16, jobs, None)
+        return codec._read_segments(str(path), container, 16, jobs, None)
     finally:
         container.close()
 
@@ -232,6 +234,34 @@ def test_a_segment_that_decodes_other_frames_than_planned_falls_back_to_serial(e
     monkeypatch.setattr(segments, "plan", off_by_one)
     assert read_segments(path, 2) is None
     assert_same_field(codec.read_motion(path, jobs=2), serial)
+
+
+def test_each_segment_decoder_is_freed_as_its_segment_ends(encode, monkeypatch):
+    """A decoder holds its reference pictures (~13 MB at 720p). Each segment's is freed, and malloc's
+    free pages handed back (`_trim_heap`), once its own segment is decoded: the first segment's
+    decoder, the scanning container's, used to live until the whole read returned."""
+    frames, _ = moving_square_frames(n=56, vx=2, vy=1, start=(8, 8))
+    path = encode("gops_free.mp4", frames, options={"x264-params": "keyint=16:min-keyint=16:scenecut=0:threads=1"})
+    serial = codec.read_motion(path, jobs=1)
+    decoders, in_use = [object()], []  # first: an object nothing else holds, to compare refcounts with
+    open_for = codec._open_for
+
+    def opened(*args, **kwargs):
+        container, stream = open_for(*args, **kwargs)
+        decoders.append(stream.codec_context)
+        return container, stream
+
+    def trim():  # called as each segment ends: the decoders that anything but this test still holds
+        gc.collect()
+        refs = [sys.getrefcount(d) for d in decoders]
+        in_use.append(sum(n > refs[0] for n in refs[1:]))
+
+    monkeypatch.setattr(codec, "_open_for", opened)
+    monkeypatch.setattr(codec, "_trim_heap", trim)
+    assert_same_field(codec.read_motion(path, jobs=3), serial)
+    assert len(decoders) == 1 + 3
+    # the k-th segment to end leaves at most the 3 - k others decoding
+    assert len(in_use) == 3 and all(n <= 2 - k for k, n in enumerate(in_use)), in_use
 
 
 def test_multi_slice_pictures_are_split_like_single_slice_ones(encode):
