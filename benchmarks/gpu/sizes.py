@@ -53,7 +53,7 @@ FULL = Sizes(
 # ~40 s per model on 2 cores.
 SMOKE = Sizes(
     name="smoke", budget_s=240,
-    caps={"tests": 60, "matmul": 10, "steps": 90, "loader": 40, "experiment": 60},
+    caps={"tests": 60, "matmul": 10, "steps": 90, "loader": 40, "experiment": 120},
     min_s={"tests": 5, "matmul": 1, "steps": 5, "loader": 5, "experiment": 5},
     model="nano", model_overrides=dict(depth=2, decoder_depth=1, patch=8),
     num_frames=4, img_size=32, num_classes=10, max_batch=2, warmup=1, steps=2,
@@ -62,7 +62,7 @@ SMOKE = Sizes(
     experiment="gpu",
     experiment_overrides=dict(synth="tiny", num_frames=4, stride=4, size=32, patch=8, model="nano",
                               pretrain_steps=2, finetune_steps=2),
-    experiment_stages={"data.batch_size": 4, "run.device": "cpu"},
+    experiment_stages={"data.batch_size": 4, "data.num_workers": 2, "run.device": "cpu"},
 )
 
 SIZES = {"full": FULL, "smoke": SMOKE}
