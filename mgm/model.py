@@ -370,7 +370,7 @@ class VideoMAEPretrain(nn.Module):
         if self.cfg.norm_pix_loss:
             true = gather_tokens(patches, ids_mask)
             pred = pred * (true.std(dim=-1, keepdim=True) + 1e-6) + true.mean(dim=-1, keepdim=True)
-        patches[torch.arange(b)[:, None], ids_mask] = pred
+        patches[torch.arange(b, device=ids_mask.device)[:, None], ids_mask] = pred
         return unpatchify(patches, self.cfg.geometry.grid, self.cfg.tubelet, self.cfg.patch)
 
     def no_weight_decay(self) -> set[str]:

@@ -106,14 +106,14 @@ def test_the_gpu_preset_is_larger_than_every_cpu_preset_and_configures_its_runs(
         ModelConfig.from_preset(gpu.model, img_size=g.size, num_frames=g.num_frames, patch=g.patch)
 
 
-def test_a_compiled_row_retried_after_out_of_memory_compiles_its_own_batch(monkeypatch):
+def test_a_compiled_row_retried_after_out_of_memory_compiles_its_own_batch():
     """Dynamo keeps its graphs per code object, not per model: without a reset, the try at the next
     batch down recompiled the OOM'd try's graphs with a symbolic (dynamic) batch size."""
     case = S.Case("pretrain", "ours", "tube-0.9", compiled=True)
     cpu = torch.device("cpu")
     S.measure(case, SMOKE, 3, cpu)  # compiled, then (on a GPU) out of memory
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    row = S.measure(case, SMOKE, 2, cpu)
+    with torch._dynamo.config.patch(error_on_recompile=True):  # (monkeypatch's undo hides the key for good)
+        row = S.measure(case, SMOKE, 2, cpu)
     assert row["batch"] == 2 and row["final_loss"] == row["final_loss"]
 
 

@@ -126,6 +126,18 @@ def test_pretrain_on_cuda_matches_the_cpu(dual):
     assert_same_grads(grads, want, total=1e-4, each=1e-3)
 
 
+def test_reconstruction_on_cuda_matches_the_cpu():
+    """`mgm show` / the reconstruct figure on a GPU: the masked patches written back by index."""
+    torch.manual_seed(0)
+    cfg = small_config()
+    video, mask, _, _ = batch(cfg)
+    model = VideoMAEPretrain(cfg).eval()
+    with torch.no_grad(), true_fp32():
+        want = model.reconstruct(video, mask)
+        got = copy.deepcopy(model).to(CUDA).reconstruct(video.to(CUDA), mask.to(CUDA)).cpu()
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_finetune_on_cuda_matches_the_cpu():
     torch.manual_seed(0)
     cfg = small_config(num_classes=5, head_init_scale=1.0)
