@@ -306,7 +306,7 @@ def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | N
             if whole and jobs > 1:
                 stream = None  # held here, the first segment's decoder would outlive its segment
                 field = _read_segments(path, container, block, jobs, bar)
-                if field is None:  # the scan read the file to its end: start afresh
+                if field is None:  # the scan read the file to its end (and a failed segment closed it): start afresh
                     container.close()
                     container, stream = _open_for(path, motion=True, fast=True)
             if field is None:

@@ -29,9 +29,9 @@ from mgm.motion import MotionField, grid_shape, mvs_to_grids
 # where gridding frames together saves nothing and each frame held costs ~2 MB.
 BATCH_RECORDS, BATCH_FRAMES = 4096, 16
 # A training clip's read (codec.read_clip) is a few dozen frames, decoded per clip by the loader,
-# where the per-call overhead is what MGM costs over tube: a 16 x stride-2 clip of 640x272 (~700
-# records a frame) is gridded in one call, in half the time of 6 calls (1.2 vs 2.5 ms a clip,
-# 2026-12-04); at 720p at most ~7 frames (~10 MB) are held.
+# where the per-call overhead is what MGM costs over tube: a 16 x stride-2 clip of 640x272 bikes.mp4
+# (~970 records a frame, up to ~1,400) is gridded in 1-2 calls instead of 6-8, in half the time
+# (1.2 vs 2.5 ms a clip, 2026-12-04); at 720p at most ~7 frames (~10 MB) are held.
 CLIP_RECORDS, CLIP_FRAMES = 32768, 64
 
 

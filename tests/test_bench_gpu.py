@@ -148,3 +148,33 @@ def test_the_rows_are_handed_over_as_they_finish(monkeypatch):
     rows = S.run_cases(SMOKE, torch.device("cpu"), time.perf_counter() + 60, 1.0, log=lambda _: None,
                        on_row=lambda rows: seen.append((len(rows), all("mfu" in r for r in rows))))
     assert seen == [(n, True) for n in range(1, len(S.CASES) + 1)] and len(rows) == len(S.CASES)
+
+
+def test_a_loader_run_stopped_at_the_sections_cap_keeps_the_configs_measured_before_it(tmp_path, monkeypatch):
+    """The loader section's cap stopped it by an exception out of run_loader: the configs already
+    measured were lost with it (no "loader" in the JSON)."""
+    import benchmarks.speed.data as D
+    from benchmarks.gpu import bench
+    from benchmarks.gpu import loader as L
+
+    calls = []
+
+    def rate(samples, geo, config, *args, **kwargs):
+        calls.append(config)
+        if len(calls) == 2:
+            time.sleep(30)  # a DataLoader run still going at the cap
+        return 10.0, 5.0
+
+    monkeypatch.setattr(D, "loader_rate", rate)
+    monkeypatch.setattr(L, "generate_clips", lambda root, sizes, jobs: [])
+    monkeypatch.setattr(bench, "START", time.perf_counter())
+    out = tmp_path / "gpu.json"
+    t0 = time.perf_counter()
+    assert bench.main(["--smoke", "--only", "loader", "--budget", "12", "--out", str(out),
+                       "--work", str(tmp_path / "work")]) == 0
+    assert time.perf_counter() - t0 < 12 + 3
+    data = json.loads(out.read_text())
+    rows = data["loader"]["rows"]
+    assert [r["status"] for r in rows] == ["ok", "timeout"] + ["skipped"] * (len(L.CONFIGS) - 2)
+    assert rows[0]["clips_per_s"] == 10.0 and data["sections"]["loader"]["status"] == "timeout"
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

@@ -218,6 +218,9 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 -- a broken section is recorded; the others still run
             status, note = "error", f"{type(e).__name__}: {e}"[:500]
             print(f"[{name}] {note}", flush=True)
+        rows = {"steps": result.get("steps") or [], "loader": (result.get("loader") or {}).get("rows", [])}.get(name, [])
+        if status == "ok" and any(r.get("status") == "timeout" for r in rows):  # the rows before it are kept
+            status, note = "timeout", f"a row was stopped at the section's cap of {cap:.0f} s"
         result["sections"][name] = {"status": status, "seconds": time.perf_counter() - t0, "cap_s": cap,
                                     **({"note": note} if note else {})}
         write()

@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks.gpu.steps import Case, model_config
+from benchmarks.gpu.steps import Case, SectionTimeout, model_config
 
 CONFIGS = {"tube": "tube-0.9", "mgm": "mgm-0.75", "mgm-cached": "mgm-0.75"}  # loader config -> step mask
 
@@ -65,8 +65,14 @@ def run_loader(sizes, work: Path, deadline: float, log=print) -> dict:
             out["rows"].append({"config": config, "status": "skipped", "note": "the section's time ran out"})
             continue
         t = time.perf_counter()
-        rate, per_cpu_s = loader_rate(samples, geo, config, workers, per_run, sizes.loader_stride,
-                                      work / "loader_cache", batch=sizes.loader_batch)
+        try:
+            rate, per_cpu_s = loader_rate(samples, geo, config, workers, per_run, sizes.loader_stride,
+                                          work / "loader_cache", batch=sizes.loader_batch)
+        except SectionTimeout:  # the rows measured so far are kept; the rest are skipped above
+            out["rows"].append({"config": config, "status": "timeout", "seconds": time.perf_counter() - t,
+                                "note": "stopped at the section's cap"})
+            log(f"  loader {config}: stopped at the section's cap")
+            continue
         out["rows"].append({"config": config, "status": "ok", "clips_per_s": rate, "per_worker": rate / workers,
                             "clips_per_cpu_s": per_cpu_s, "clips": per_run, "seconds": time.perf_counter() - t})
         log(f"  loader {config}: {rate:.1f} clips/s with {workers} workers")

@@ -75,6 +75,14 @@ def config_dataset(samples, geo, config, stride, cache_dir):
     return ds
 
 
+def balanced_order(items: tuple, k: int) -> list:
+    """Row k (mod n) of a Williams square on `items` (n even): 0, 1, n-1, 2, n-2, ... shifted by k.
+    Over n consecutive rows each item comes first once and right after each other item once."""
+    n = len(items)
+    first = [0] + [(j + 1) // 2 if j % 2 else n - j // 2 for j in range(1, n)]
+    return [items[(f + k) % n] for f in first]
+
+
 def item_cpu(samples, geo, stride, cache_dir, clips, rounds):
     """CPU ms per item of each configuration in this process, the configurations interleaved item
     by item (the same items for each, all rounds), so that other processes' load falls on all alike:
@@ -86,10 +94,12 @@ def item_cpu(samples, geo, stride, cache_dir, clips, rounds):
     for r in range(rounds):
         spent = dict.fromkeys(CONFIGS, 0.0)
         for i in range(clips):
-            # Each item's configurations in a rotated order: one item's allocations change what the
-            # next one pays in page faults (malloc hands freed pages back or keeps them), so a fixed
-            # order favoured some configurations (mgm-cached 0.89-0.96 x tube after tube, measured).
-            for c in CONFIGS[i % len(CONFIGS):] + CONFIGS[:i % len(CONFIGS)]:
+            # Each item's configurations in an order where, over len(CONFIGS) items, every one runs
+            # right after every other once and first once (a Williams square): what one item
+            # allocates changes what the next pays in page faults (malloc keeps or hands back freed
+            # pages), so a fixed order favoured some (after the read_clip leak fix, mgm-cached read
+            # 0.89-0.96 x tube in the fixed order, 0.97-0.98 in rotated ones).
+            for c in balanced_order(CONFIGS, i):
                 t = time.process_time()
                 datasets[c][r, i % len(datasets[c])]  # (epoch, index): new clips every round
                 spent[c] += time.process_time() - t
