@@ -2,6 +2,7 @@
 
 import gc
 import threading
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -47,6 +48,25 @@ def test_young_heap_keeps_a_heap_the_caller_froze():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_read_starting_during_another_leaves_the_first_reads_frames_to_its_own_collection():
+    """Concurrent reads (threads) share one young heap: a second read freezing the heap again hid
+    the first read's kept frames from that read's collection, and they waited in the oldest
+    generation for the process's next full collection (read_clip's leak, with threads)."""
+    class Frame:
+        pass
+
+    with gridding.young_heap():  # read A
+        kept = Frame()
+        kept.side_data = kept  # a frame whose side data was read: a reference cycle
+        alive = weakref.ref(kept)
+        with gridding.young_heap():  # read B starts on another thread while A holds its frames
+            del kept
+            gc.collect()  # A collects what it kept (read_clip's finally)
+            assert alive() is None
+        assert gc.get_freeze_count() > 0  # A's reading: its heap stays frozen
+    assert gc.get_freeze_count() == 0
 
 
 def test_ahead_hands_over_items_and_errors_in_order():
