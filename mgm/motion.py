@@ -141,18 +141,26 @@ def accumulate(dx: np.ndarray, dy: np.ndarray, indices: Sequence[int], stride: i
     (summed on the fixed block grid; the content is not warped along its path, which is exact for
     translation and a close approximation over the 2-4 frame strides used for sampling).
     """
-    f = dx.shape[0]
-    idx = np.clip(np.asarray(indices, dtype=np.int64) - offset, 0, f - 1)
-    if stride > _DIRECT_STRIDE:
-        lo = np.clip(idx - stride + 1, 0, None)
-        out = []
-        for a in (dx, dy):
-            c = np.concatenate([np.zeros_like(a[:1], dtype=np.float64), np.cumsum(a, 0, dtype=np.float64)])
-            out.append((c[idx + 1] - c[lo]).astype(np.float32))
-        return out[0], out[1]
-    # The <= stride rows of each sample summed directly, in float64: the same sums as differences of
-    # float64 prefix sums (exact for float32 / float16 rows: a prefix sum of motion in pixels keeps
-    # every bit), at a fraction of the cost (no cumsum over every decoded frame; ~0.4 ms a clip).
+    idx = np.clip(np.asarray(indices, dtype=np.int64) - offset, 0, dx.shape[0] - 1)
+    summed = _prefix_sums if stride > _DIRECT_STRIDE else _direct_sums
+    return summed(dx, dy, idx, stride)
+
+
+def _prefix_sums(dx: np.ndarray, dy: np.ndarray, idx: np.ndarray, stride: int):
+    """accumulate's sums as differences of float64 prefix sums over every row (long strides).
+    idx: [T] row numbers, already clipped into [0, F)."""
+    lo = np.clip(idx - stride + 1, 0, None)
+    out = []
+    for a in (dx, dy):
+        c = np.concatenate([np.zeros_like(a[:1], dtype=np.float64), np.cumsum(a, 0, dtype=np.float64)])
+        out.append((c[idx + 1] - c[lo]).astype(np.float32))
+    return out[0], out[1]
+
+
+def _direct_sums(dx: np.ndarray, dy: np.ndarray, idx: np.ndarray, stride: int):
+    """The <= stride rows of each sample summed directly, in float64: the same sums as
+    `_prefix_sums` (exact for float32 / float16 rows: a prefix sum of motion in pixels keeps every
+    bit), at a fraction of the cost (no cumsum over every decoded frame; ~0.4 ms a clip)."""
     earlier = [(idx - k, idx - k >= 0) for k in range(1, stride)]
     out = []
     for a in (dx, dy):

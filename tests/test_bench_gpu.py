@@ -117,28 +117,34 @@ def test_a_compiled_row_retried_after_out_of_memory_compiles_its_own_batch():
     assert row["batch"] == 2 and row["final_loss"] == row["final_loss"]
 
 
+def run_within_12_s(tmp_path, monkeypatch, section: str) -> dict:
+    """`bench gpu --smoke --only SECTION --budget 12`: it must end within the budget (+3 s) and leave
+    no alarm behind; returns its JSON."""
+    from benchmarks.gpu import bench
+
+    monkeypatch.setattr(bench, "START", time.perf_counter())
+    out = tmp_path / "gpu.json"
+    t0 = time.perf_counter()
+    assert bench.main(["--smoke", "--only", section, "--budget", "12", "--out", str(out),
+                       "--work", str(tmp_path / "work")]) == 0
+    assert time.perf_counter() - t0 < 12 + 3
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left behind
+    return json.loads(out.read_text())
+
+
 def test_a_row_still_running_at_the_sections_cap_is_stopped_and_the_rows_done_are_written(tmp_path, monkeypatch):
     """The steps section checked its cap only between rows: a compilation outlasting it ran on into
     the next sections' time (and past the run's outer timeout, losing every row: the JSON was
     written only after the section)."""
-    from benchmarks.gpu import bench
-
     def compiling_for_a_long_time(case, sizes, b, device):
         time.sleep(30)
 
     monkeypatch.setattr(S, "measure", compiling_for_a_long_time)
-    monkeypatch.setattr(bench, "START", time.perf_counter())
-    out = tmp_path / "gpu.json"
-    t0 = time.perf_counter()
-    assert bench.main(["--smoke", "--only", "steps", "--budget", "12", "--out", str(out),
-                       "--work", str(tmp_path / "work")]) == 0
-    assert time.perf_counter() - t0 < 12 + 3
-    data = json.loads(out.read_text())
+    data = run_within_12_s(tmp_path, monkeypatch, "steps")
     assert data["sections"]["steps"]["cap_s"] < 8
     rows = data["steps"]
     assert len(rows) == len(S.CASES) and rows[0]["status"] == "timeout"
     assert all(r["status"] == "skipped" for r in rows[1:])
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left behind
 
 
 def test_the_rows_are_handed_over_as_they_finish(monkeypatch):
@@ -154,7 +160,6 @@ def test_a_loader_run_stopped_at_the_sections_cap_keeps_the_configs_measured_bef
     """The loader section's cap stopped it by an exception out of run_loader: the configs already
     measured were lost with it (no "loader" in the JSON)."""
     import benchmarks.speed.data as D
-    from benchmarks.gpu import bench
     from benchmarks.gpu import loader as L
 
     calls = []
@@ -167,14 +172,7 @@ def test_a_loader_run_stopped_at_the_sections_cap_keeps_the_configs_measured_bef
 
     monkeypatch.setattr(D, "loader_rate", rate)
     monkeypatch.setattr(L, "generate_clips", lambda root, sizes, jobs: [])
-    monkeypatch.setattr(bench, "START", time.perf_counter())
-    out = tmp_path / "gpu.json"
-    t0 = time.perf_counter()
-    assert bench.main(["--smoke", "--only", "loader", "--budget", "12", "--out", str(out),
-                       "--work", str(tmp_path / "work")]) == 0
-    assert time.perf_counter() - t0 < 12 + 3
-    data = json.loads(out.read_text())
+    data = run_within_12_s(tmp_path, monkeypatch, "loader")
     rows = data["loader"]["rows"]
     assert [r["status"] for r in rows] == ["ok", "timeout"] + ["skipped"] * (len(L.CONFIGS) - 2)
     assert rows[0]["clips_per_s"] == 10.0 and data["sections"]["loader"]["status"] == "timeout"
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

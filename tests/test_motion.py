@@ -143,15 +143,10 @@ def test_save_npz_writes_what_np_savez_writes(tmp_path):
 
 
 def _accumulate_cumsum(dx, dy, indices, stride, offset=0):
-    """accumulate before it summed rows directly (differences of float64 prefix sums): the reference."""
-    f = dx.shape[0]
-    idx = np.clip(np.asarray(indices, dtype=np.int64) - offset, 0, f - 1)
-    lo = np.clip(idx - stride + 1, 0, None)
-    out = []
-    for a in (dx, dy):
-        c = np.concatenate([np.zeros_like(a[:1], dtype=np.float64), np.cumsum(a, 0, dtype=np.float64)])
-        out.append((c[idx + 1] - c[lo]).astype(np.float32))
-    return out[0], out[1]
+    """accumulate as it was before it summed rows directly (differences of float64 prefix sums, the
+    path it keeps for long strides): the reference for the direct sums."""
+    idx = np.clip(np.asarray(indices, dtype=np.int64) - offset, 0, dx.shape[0] - 1)
+    return motion._prefix_sums(dx, dy, idx, stride)
 
 
 def _motion_like(rng, shape, dtype=np.float32):
