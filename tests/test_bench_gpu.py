@@ -75,6 +75,14 @@ def test_batch_search_steps_down_on_out_of_memory():
     with pytest.raises(ValueError):  # only OOM moves the search down
         S.largest_batch(broken, [2, 1], torch.device("cpu"))
 
+    def cublas(b):  # how cuBLAS reports a full device: a RuntimeError, not an OutOfMemoryError
+        if b > 16:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return {"status": "ok", "batch": b}
+
+    assert S.largest_batch(cublas, [32, 16], torch.device("cpu")) == {"status": "ok", "batch": 16, "oom_batches": [32]}
+    assert not S.is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED"))
+
 
 def test_rows_past_the_deadline_are_skipped_with_a_note():
     rows = S.run_cases(SMOKE, torch.device("cpu"), deadline=time.perf_counter() - 1, peak_tflops=1.0, log=lambda _: None)

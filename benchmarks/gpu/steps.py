@@ -215,9 +215,18 @@ def largest_batch(try_batch, candidates, device: torch.device) -> dict:
     return {"status": "oom", "oom_batches": too_big}
 
 
+# How a full device shows itself besides torch's OutOfMemoryError: a library allocating its own
+# workspace (cuBLAS's handle at the first matmul of a new shape, cuDNN's) fails with a RuntimeError
+# naming its status; these leave the CUDA context usable, so a smaller batch may still run.
+_OOM_MARKS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+              "cusolver_status_alloc_failed")
+
+
 def is_oom(e: BaseException) -> bool:
-    """CUDA's out-of-memory error, also when torch.compile wraps it in its own exception."""
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
+    """CUDA's out-of-memory error (torch's, or a CUDA library's allocation failure), also when
+    torch.compile wraps it in its own exception."""
+    text = str(e).lower()
+    return isinstance(e, torch.cuda.OutOfMemoryError) or any(m in text for m in _OOM_MARKS)
 
 
 def candidates(top: int) -> list[int]:
