@@ -176,12 +176,21 @@ def _open_for(path: str, *, motion: bool, fast: bool):
     return container, stream
 
 
-def _index_of(frame, stream, base_pts) -> int | None:
-    """Display index of a decoded frame from its timestamp (needed after a seek)."""
-    if frame.pts is None or not stream.average_rate:
-        return None
-    seconds = (frame.pts - base_pts) * stream.time_base
-    return int(round(seconds * stream.average_rate))
+def _indexer(stream, base_pts):
+    """pts -> display index (None for None) of `stream`'s frames, for reads after a seek:
+    round((pts - base_pts) * time_base * average_rate), halves to even, as exact integer arithmetic.
+    What Fraction arithmetic gives, without building Fractions for every frame (0.3 vs 4.5 us a
+    frame on bikes.mp4, 2026-12-04: ~0.2 ms of a 16 x stride-2 training clip's read)."""
+    tb, rate = stream.time_base, stream.average_rate
+    num, den = tb.numerator * rate.numerator, tb.denominator * rate.denominator
+
+    def index(pts):
+        if pts is None:
+            return None
+        q, r = divmod((pts - base_pts) * num, den)
+        return q + (2 * r > den or (2 * r == den and q % 2 == 1))
+
+    return index
 
 
 def iter_frames(path, *, pixels: bool = True, motion: bool = True, start: int = 0,
@@ -208,6 +217,7 @@ def _decoded(container, stream, path, pixels, motion, start, stop) -> Iterator[F
 
     base_pts = stream.start_time if stream.start_time is not None else 0
     by_pts = start > 0 and stream.average_rate and stream.time_base
+    index_of = _indexer(stream, base_pts) if by_pts else None
     if by_pts:
         target = base_pts + int(Fraction(start) / Fraction(stream.average_rate) / stream.time_base)
         try:
@@ -218,7 +228,7 @@ def _decoded(container, stream, path, pixels, motion, start, stop) -> Iterator[F
     count = 0
     try:
         for frame in container.decode(stream):
-            index = _index_of(frame, stream, base_pts) if by_pts else count
+            index = index_of(frame.pts) if by_pts else count
             if by_pts and count == 0 and (index is None or index > start):
                 # No timestamps, or the seek overshot: count frames from the very start.
                 container.seek(0)

@@ -94,6 +94,22 @@ def test_seek_to_a_later_frame_matches_a_full_decode(encode):
         assert f.frame_type == full[f.index].frame_type
 
 
+def test_display_index_from_pts_is_fractions_rounding_exactly():
+    """The integer arithmetic of a seek's pts -> index equals round(Fraction) (halves to even),
+    on time bases and rates where products land exactly on halves."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    for tb, rate, base in [(Fraction(1, 12800), Fraction(25), 0), (Fraction(1, 90000), Fraction(30000, 1001), 3003),
+                           (Fraction(1, 2), Fraction(1), 0), (Fraction(1, 4), Fraction(2), 1),
+                           (Fraction(1, 1000), Fraction(24000, 1001), -42)]:
+        index = codec._indexer(SimpleNamespace(time_base=tb, average_rate=rate), base)
+        for pts in [base, base + 1, base + 3, *rng.integers(-50, 10**6, 400).tolist()]:
+            assert index(pts) == int(round((pts - base) * tb * rate)), (tb, rate, base, pts)
+        assert index(None) is None
+
+
 def test_read_clip_pixels_and_accumulated_motion(square_clip):
     path, frames, boxes = square_clip
     field = codec.read_motion(path)
