@@ -18,6 +18,8 @@ are interleaved over --repeats rounds and the median is reported, because the ma
 Then (--item-rounds) the CPU time per item of the four datasets in this process, interleaved item
 by item on the same items: the steadiest ratio when other processes load the machine.
 Goals (issue 25): mgm >= 0.95 x tube and mgm-cached >= 1.0 x tube, in clips per CPU-second.
+The workers (and the per-item process) run with training's malloc setting (mgm.data.heap);
+--heap-rounds N measures it against glibc's defaults (DataLoader, 2 workers, alternated N rounds).
 
 Probe (--probe): logistic regression (L2, LBFGS) on the pixels of a single frame (first, middle,
 last) versus on the clip's camera-compensated block motion, trained on `train`, scored on `val`.
@@ -43,6 +45,7 @@ from mgm import codec
 from mgm.config import Geometry
 from mgm.data import synth
 from mgm.data.dataset import build_dataset
+from mgm.data.heap import reuse_freed_memory
 from mgm.data.lists import read_list
 from mgm.experiment.probe import fit_linear_probe
 from mgm.masking import build_mask_generator
@@ -87,6 +90,7 @@ def item_cpu(samples, geo, stride, cache_dir, clips, rounds):
     """CPU ms per item of each configuration in this process, the configurations interleaved item
     by item (the same items for each, all rounds), so that other processes' load falls on all alike:
     {config: [mean ms per item, one per round]}."""
+    reuse_freed_memory()  # this process makes its items as a training loader's worker does
     datasets = {c: config_dataset(samples, geo, c, stride, cache_dir) for c in CONFIGS}
     for ds in datasets.values():
         ds[0]  # warm-up: lazy imports, the frame count
@@ -109,22 +113,55 @@ def item_cpu(samples, geo, stride, cache_dir, clips, rounds):
     return out
 
 
-def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8):
+def _peak_rss_mib(pid) -> float:
+    """The process's peak resident memory so far (Linux /proc VmHWM), MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8, *, peaks=None,
+                init=reuse_freed_memory):
     """(clips per second after the first batch, clips per CPU-second over every clip and every
-    process of the loader: this one and its workers, read before they exit)."""
+    process of the loader: this one and its workers, read before they exit). `init`: the workers'
+    worker_init_fn, training's by default (fit.make_loader); `peaks`: a list to get the workers'
+    peak RSS (MiB)."""
     ds = config_dataset(samples, geo, config, stride, cache_dir)
     idx = [i % len(ds) for i in range(clips + batch)]
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, sampler=idx)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, sampler=idx,
+                                         worker_init_fn=init)
     cpu0 = time.process_time()
     it = iter(loader)
     first = next(it)["video"].shape[0]  # warm-up: worker start, first decode
     t0 = time.perf_counter()
     n = sum(next(it)["video"].shape[0] for _ in range(len(loader) - 1))  # not past the end: workers stay
     wall = time.perf_counter() - t0
-    workers_cpu = _cpu_seconds([w.pid for w in getattr(it, "_workers", [])])
-    cpu = time.process_time() - cpu0 + workers_cpu
+    pids = [w.pid for w in getattr(it, "_workers", [])]
+    cpu = time.process_time() - cpu0 + _cpu_seconds(pids)
+    if peaks is not None:
+        peaks.extend(_peak_rss_mib(p) for p in pids)
     del it
     return n / wall, (first + n) / cpu
+
+
+def heap_ab(samples, geo, stride, cache_dir, clips, rounds, workers=2) -> list[dict]:
+    """DataLoader clips per CPU-second with training's worker malloc setting (mgm.data.heap) over
+    glibc's defaults, the two alternated (order reversed every other round), per configuration:
+    the median and range of the paired ratios, and the workers' peak RSS of each."""
+    rows = []
+    for c in ("tube", "mgm", "mgm-cached"):
+        rate, peak = {True: [], False: []}, {True: [], False: []}
+        for r in range(rounds):
+            for on in ((True, False) if r % 2 else (False, True)):
+                rate[on].append(loader_rate(samples, geo, c, workers, clips, stride, cache_dir, peaks=peak[on],
+                                            init=reuse_freed_memory if on else None)[1])
+        ratios = [a / b for a, b in zip(rate[True], rate[False])]
+        rows.append({"config": c, "workers": workers, "ratio": round(statistics.median(ratios), 3),
+                     "round_ratios": [round(x, 3) for x in ratios], "clips_per_cpu_s": round(statistics.median(rate[True]), 2),
+                     "clips_per_cpu_s_default": round(statistics.median(rate[False]), 2),
+                     "peak_rss_mib": round(max(peak[True])), "peak_rss_mib_default": round(max(peak[False]))})
+        print(f"{c:>12} {rows[-1]['ratio']:>9.3f}  {min(ratios):.3f}-{max(ratios):.3f}          "
+              f"{rows[-1]['peak_rss_mib_default']:>6} -> {rows[-1]['peak_rss_mib']} MiB", flush=True)
+    return rows
 
 
 def throughput(args):
@@ -182,6 +219,11 @@ def throughput(args):
                                        "rounds": [round(v, 2) for v in ms[c]], "round_ratios": [round(r, 3) for r in ratios]})
             print(f"{c:>12} {m:>8.1f} {1000 / m:>12.1f} {statistics.median(ratios):>7.3f}  "
                   f"{min(ratios):.3f}-{max(ratios):.3f}")
+    if args.heap_rounds:
+        print(f"\nworkers' malloc setting (mgm.data.heap) vs glibc's defaults: DataLoader, 2 workers, {args.clips} "
+              f"clips a run, alternated over {args.heap_rounds} rounds, load {os.getloadavg()[0]:.2f}")
+        print(f"{'config':>12} {'x default':>9}  range of the rounds  worker peak RSS: default -> set")
+        result["heap"] = heap_ab(samples, geo, args.stride, args.cache, args.clips, args.heap_rounds)
     result["load_after"] = list(os.getloadavg())
     return result
 
@@ -254,6 +296,9 @@ def main(argv=None):
     p.add_argument("--item-rounds", type=int, default=5,
                    help="rounds of the in-process CPU-per-item measurement (0: skip it)")
     p.add_argument("--item-clips", type=int, default=32, help="items per round of that measurement")
+    p.add_argument("--heap-rounds", type=int, default=0,
+                   help="rounds of the A/B of the workers' malloc setting (mgm.data.heap) against glibc's "
+                        "defaults (0: skip it)")
     p.add_argument("--probe", action="store_true", help="also run the single-frame / motion linear probes")
     p.add_argument("--probe-train", type=int, default=40, help="train clips per class for the probe")
     p.add_argument("--probe-val", type=int, default=15)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mgm.data.dataset import collate_views
+from mgm.data.heap import reuse_freed_memory
 from mgm.errors import MGMError
 from mgm.train import checkpoint as C
 from mgm.train import distributed as D
@@ -67,6 +68,7 @@ def make_loader(dataset, cfg: TrainConfig, info: D.DistInfo, *, train: bool):
         drop_last=train, pin_memory=info.device.type == "cuda",
         collate_fn=collate_views if views > 1 else None,
         generator=torch.Generator().manual_seed(cfg.run.seed),
+        worker_init_fn=reuse_freed_memory,  # each clip's large blocks reused, not page-faulted anew
         persistent_workers=False)
     return loader, sampler
 
