@@ -102,6 +102,11 @@ def grid_frames(frames, rows: GridRows, first: int = 0, *, records: int = BATCH_
 
 _frozen_by_reads = 0
 _freeze_lock = threading.Lock()
+# The most the permanent generation holds when nobody froze the heap: what it held when this module
+# was imported. CPython 3.12 keeps its immortal objects there (its static code constants: 375 tuples
+# on 3.12.1), from the start and again after every full collection, even one after gc.unfreeze();
+# 3.11 and 3.13 keep nothing there. More than that means the process froze its heap itself.
+_unfrozen_most = gc.get_freeze_count()
 
 
 @contextlib.contextmanager
@@ -114,10 +119,13 @@ def young_heap():
     per batch). A process that froze its heap itself keeps its state (its collections stay cheap).
     Concurrent reads (threads) share the first one's young heap: freezing again as another read
     starts would hide the earlier reads' frames from their own collections, to wait in the oldest
-    generation for the process's next full collection (~5 MB a 640x272 clip)."""
+    generation for the process's next full collection (~5 MB a 640x272 clip). "Froze its heap
+    itself": more frozen than when this module was imported; on CPython 3.12 every process has
+    immortal objects there, and taking those for a process's own freeze made every collection a
+    full one (3.12: a 720p read_clip 3.2x slower in a process that imported torch, read_motion 2x)."""
     global _frozen_by_reads
     with _freeze_lock:
-        ours = _frozen_by_reads > 0 or gc.get_freeze_count() == 0
+        ours = _frozen_by_reads > 0 or gc.get_freeze_count() <= _unfrozen_most
         if ours:
             if _frozen_by_reads == 0:
                 gc.freeze()

@@ -1,6 +1,8 @@
 """mgm.gridding on hand-made records: rows written in place, batches, decoding ahead (no video)."""
 
 import gc
+import subprocess
+import sys
 import threading
 import weakref
 from types import SimpleNamespace
@@ -36,7 +38,7 @@ def test_grid_frames_writes_each_frame_gridded_alone_and_grows_past_the_expected
         np.testing.assert_array_equal(field.dy[t], dy)
         np.testing.assert_array_equal(field.known[t], known)
     assert field.frame_type.tolist() == ["I"] + ["P"] * 40
-    assert field.dx.shape == (41, 2, 3) and gc.get_freeze_count() == 0
+    assert field.dx.shape == (41, 2, 3) and gc.get_freeze_count() <= gridding._unfrozen_most
 
 
 def test_young_heap_keeps_a_heap_the_caller_froze():
@@ -48,6 +50,30 @@ def test_young_heap_keeps_a_heap_the_caller_froze():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_objects_frozen_before_the_import_are_not_taken_for_the_process_freezing_its_heap():
+    """CPython 3.12 keeps its immortal objects in the permanent generation (375 tuples on 3.12.1,
+    put back there by every full collection): taken for a heap the process froze itself, no read
+    made a young heap, and every per-batch collection was a full one (a 720p read_clip 3.2x slower
+    with torch imported). Simulated on any version by a freeze before the import."""
+    code = """
+import gc
+gc.freeze()  # what a CPython 3.12 process holds frozen from the start
+from mgm import gridding
+n = gc.get_freeze_count()
+with gridding.young_heap():
+    assert gc.get_freeze_count() > n, "no young heap"
+gc.collect()
+with gridding.young_heap():
+    assert gc.get_freeze_count() > n, "no young heap after the first read"
+gc.freeze()  # the process freezing its own heap after the import: left as it is
+m = gc.get_freeze_count()
+with gridding.young_heap():
+    assert gc.get_freeze_count() == m
+assert gc.get_freeze_count() == m
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_a_read_starting_during_another_leaves_the_first_reads_frames_to_its_own_collection():
@@ -65,8 +91,8 @@ def test_a_read_starting_during_another_leaves_the_first_reads_frames_to_its_own
             del kept
             gc.collect()  # A collects what it kept (read_clip's finally)
             assert alive() is None
-        assert gc.get_freeze_count() > 0  # A's reading: its heap stays frozen
-    assert gc.get_freeze_count() == 0
+        assert gc.get_freeze_count() > gridding._unfrozen_most  # A's reading: its heap stays frozen
+    assert gc.get_freeze_count() <= gridding._unfrozen_most
 
 
 def test_ahead_hands_over_items_and_errors_in_order():
