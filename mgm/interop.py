@@ -240,7 +240,8 @@ def config_from_hf(hf_config, **overrides):
         geometry=Geometry(num_frames=c.num_frames, size=size, tubelet=c.tubelet_size, patch=patch),
         in_chans=c.num_channels,
         embed_dim=c.hidden_size, depth=c.num_hidden_layers, num_heads=c.num_attention_heads,
-        mlp_ratio=c.intermediate_size / c.hidden_size, qkv_bias=c.qv_bias,
+        # transformers before 5.2x (4.x, 5.17) names it qkv_bias (and gives keys a zero bias), later ones qv_bias
+        mlp_ratio=c.intermediate_size / c.hidden_size, qkv_bias=c.qv_bias if hasattr(c, "qv_bias") else c.qkv_bias,
         decoder_embed_dim=c.decoder_hidden_size, decoder_depth=c.decoder_num_hidden_layers,
         decoder_num_heads=c.decoder_num_attention_heads, norm_pix_loss=c.norm_pix_loss,
         num_classes=getattr(c, "num_labels", 0), use_mean_pooling=c.use_mean_pooling, norm_eps=c.layer_norm_eps,

@@ -1,5 +1,7 @@
 """Parity with transformers' VideoMAE: same weights, same input and mask -> same numbers (1e-5)."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -130,8 +132,10 @@ def test_export_round_trip_to_transformers():
     hf = transformers.VideoMAEForPreTraining(
         transformers.VideoMAEConfig(**interop.hf_config_kwargs(cfg, pretrain=True))).eval()
     hf.decoder.norm.eps = cfg.norm_eps
-    result = hf.load_state_dict(exported, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    result = hf.load_state_dict(exported, strict=False)
+    # transformers before 5.2x gives keys a bias, left at its zero init: exact (see interop.from_hf)
+    assert all(k.endswith("attention.attention.key.bias") for k in result.missing_keys)
+    assert not result.unexpected_keys
     x, mask = video(cfg), random_mask(2, cfg.geometry.num_tokens, 12, seed=5)
     with torch.no_grad():
         torch.testing.assert_close(ours(x, mask)[0], hf(x.transpose(1, 2), bool_masked_pos=mask).loss,
@@ -176,6 +180,18 @@ def test_config_from_hf_round_trip():
     cfg = tiny_cfg(num_classes=7)
     hf_cfg = transformers.VideoMAEConfig(**interop.hf_config_kwargs(cfg, pretrain=False))
     assert interop.config_from_hf(hf_cfg) == cfg
+
+
+def test_config_from_a_transformers_config_that_names_the_bias_qkv_bias():
+    """transformers 4.x and 5.17 (the H200 machine's) call VideoMAE's q/v bias flag qkv_bias, later
+    releases qv_bias: either is read."""
+    cfg = tiny_cfg(num_classes=7)
+    new = transformers.VideoMAEConfig(**interop.hf_config_kwargs(cfg, pretrain=False))
+    fields = {k: v for k, v in vars(new).items() if k not in ("qv_bias", "qkv_bias")}
+    old = SimpleNamespace(**fields, num_labels=new.num_labels,
+                          qkv_bias=getattr(new, "qv_bias", getattr(new, "qkv_bias", None)))
+    assert interop.config_from_hf(old) == cfg
+    assert interop.config_from_hf(SimpleNamespace(**{**vars(old), "qkv_bias": False})).qkv_bias is False
 
 
 def test_classifier_export_and_import_through_transformers_models():
