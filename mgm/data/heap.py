@@ -5,10 +5,10 @@ of 640x272, 44 MB at 720p), the float clip, the decoder's buffers. glibc's mallo
 above its mmap threshold (dynamic: 128 kB, raised up to 32 MiB by the blocks freed) with a fresh
 mapping and unmaps it when freed, and returns the heap's free top to the kernel past its trim
 threshold, so the next clip page-faults (and zeroes) the same memory again. With both thresholds
-fixed above a clip's blocks, a worker reuses its heap: +9% clips per CPU-second for tube and MGM alike
-(DataLoader, 2 workers, 16x224^2 clips of 640x272 and 1280x720 H.264, 2026-12-04,
-docs/RESULTS.md), for ~50 MiB more resident memory per worker at 720p. Linux with glibc only;
-elsewhere nothing changes.
+fixed above a clip's blocks, a worker reuses its heap: +10-15% clips per CPU-second for tube and for
+MGM with the motion cache, +0-6% for MGM without it (DataLoader, 2 workers, 16x224^2 clips of 640x272
+and 1280x720 H.264, 2026-12-04, docs/RESULTS.md), for 5-8 MiB more resident memory per worker at
+640x272 and 60-90 MiB at 720p. Linux with glibc only; elsewhere nothing changes.
 """
 
 from __future__ import annotations
