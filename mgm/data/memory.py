@@ -154,7 +154,7 @@ def _decode_all(path):
     """frames uint8 [F, H, W, 3] and per-frame block motion dx, dy [F, Hb, Wb] in one pass."""
     info = codec.probe(path)
     idx = np.arange(max(info.num_frames, 1))
-    frames, _, _, field = codec.read_clip(path, idx, stride=1)
+    frames, _, _, field = codec.read_clip(path, idx, stride=1, threads=codec.CLIP_THREADS)  # small clips: 1 thread
     return frames[:field.num_frames], field.dx, field.dy, field
 
 
