@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from mgm import gridding, segments
+from mgm import gridding, heap, segments
 from mgm.config import CODEC_BLOCK
 from mgm.errors import VideoError
 from mgm.motion import MotionField, accumulate
@@ -402,7 +401,7 @@ def _read_segments(path, container, block: int, jobs: int, bar, threads: int | N
 
     def read(container, seg) -> bool:
         ok = _read_segment(path, container, seg, rows, bar, spare, threads)
-        _trim_heap()  # the segment's decoder is freed by now
+        heap.trim()  # the segment's decoder is freed by now
         return ok
 
     with ThreadPoolExecutor(max(len(plan) - 1, 1)) as pool:
@@ -452,19 +451,6 @@ def _read_segment(path, container, seg, rows: gridding.GridRows, bar, spare: boo
         if container is not None:
             container.close()
     return exact and done == seg.count
-
-
-def _trim_heap() -> None:
-    """Hand the free pages of malloc's heaps back to the OS (glibc's malloc_trim; elsewhere nothing).
-    A closed decoder's buffers go back to the malloc arena of the thread that decoded, and glibc
-    keeps them there: with no more decoding on that thread, ~11 MB at 720p (measured) would count
-    in the process's memory until its end."""
-    if sys.platform.startswith("linux"):
-        import ctypes  # already loaded by numpy
-
-        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # None: not glibc (musl)
-        if trim is not None:
-            trim(0)
 
 
 def _keeping(frames, indices, kept: dict):

@@ -254,7 +254,7 @@ def test_a_segment_that_decodes_other_frames_than_planned_falls_back_to_serial(e
 
 def test_each_segment_decoder_is_freed_as_its_segment_ends(encode, monkeypatch):
     """A decoder holds its reference pictures (~13 MB at 720p). Each segment's is freed, and malloc's
-    free pages handed back (`_trim_heap`), once its own segment is decoded: the first segment's
+    free pages handed back (`heap.trim`), once its own segment is decoded: the first segment's
     decoder, the scanning container's, used to live until the whole read returned."""
     frames, _ = moving_square_frames(n=56, vx=2, vy=1, start=(8, 8))
     path = encode("gops_free.mp4", frames, options={"x264-params": "keyint=16:min-keyint=16:scenecut=0:threads=1"})
@@ -273,7 +273,7 @@ def test_each_segment_decoder_is_freed_as_its_segment_ends(encode, monkeypatch):
         in_use.append(sum(n > refs[0] for n in refs[1:]))
 
     monkeypatch.setattr(codec, "_open_for", opened)
-    monkeypatch.setattr(codec, "_trim_heap", trim)
+    monkeypatch.setattr(codec.heap, "trim", trim)
     assert_same_field(codec.read_motion(path, jobs=3), serial)
     assert len(decoders) == 1 + 3
     # the k-th segment to end leaves at most the 3 - k others decoding

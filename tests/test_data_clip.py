@@ -106,7 +106,6 @@ def test_the_loaders_reads_decode_on_one_thread_and_read_what_threaded_decoding_
     threaded = [decode_clip(path, idx, 2, motion=m, cache=c) for m, c in ((True, None), (False, None))]
     asked, configure = [], codec._configure
     monkeypatch.setattr(codec, "_configure", lambda *a, **kw: asked.append(kw.get("threads")) or configure(*a, **kw))
-    monkeypatch.setattr(codec, "CLIP_THREADS", 1)
     one = decode_clip(path, idx, 2)  # pixels and motion in one pass
     cached = decode_clip(path, idx, 2, cache=MotionCache(tmp_path / "cache"))  # cache filled, then pixels only
     pixels = decode_clip(path, idx, 2, motion=False)

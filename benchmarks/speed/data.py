@@ -18,7 +18,7 @@ are interleaved over --repeats rounds and the median is reported, because the ma
 Then (--item-rounds) the CPU time per item of the four datasets in this process, interleaved item
 by item on the same items: the steadiest ratio when other processes load the machine.
 Goals (issue 25): mgm >= 0.95 x tube and mgm-cached >= 1.0 x tube, in clips per CPU-second.
-The workers (and the per-item process) run with training's malloc setting (mgm.data.heap);
+The workers (and the per-item process) run with training's malloc setting (mgm.heap);
 --heap-rounds N measures it against glibc's defaults (DataLoader, 2 workers, alternated N rounds).
 
 Probe (--probe): logistic regression (L2, LBFGS) on the pixels of a single frame (first, middle,
@@ -45,7 +45,7 @@ from mgm import codec
 from mgm.config import Geometry
 from mgm.data import synth
 from mgm.data.dataset import build_dataset
-from mgm.data.heap import reuse_freed_memory
+from mgm.heap import reuse_freed_memory
 from mgm.data.lists import read_list
 from mgm.experiment.probe import fit_linear_probe
 from mgm.masking import build_mask_generator
@@ -144,7 +144,7 @@ def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8
 
 
 def heap_ab(samples, geo, stride, cache_dir, clips, rounds, workers=2) -> list[dict]:
-    """DataLoader clips per CPU-second with training's worker malloc setting (mgm.data.heap) over
+    """DataLoader clips per CPU-second with training's worker malloc setting (mgm.heap) over
     glibc's defaults, the two alternated (order reversed every other round), per configuration:
     the median and range of the paired ratios, and the workers' peak RSS of each."""
     rows = []
@@ -220,7 +220,7 @@ def throughput(args):
             print(f"{c:>12} {m:>8.1f} {1000 / m:>12.1f} {statistics.median(ratios):>7.3f}  "
                   f"{min(ratios):.3f}-{max(ratios):.3f}")
     if args.heap_rounds:
-        print(f"\nworkers' malloc setting (mgm.data.heap) vs glibc's defaults: DataLoader, 2 workers, {args.clips} "
+        print(f"\nworkers' malloc setting (mgm.heap) vs glibc's defaults: DataLoader, 2 workers, {args.clips} "
               f"clips a run, alternated over {args.heap_rounds} rounds, load {os.getloadavg()[0]:.2f}")
         print(f"{'config':>12} {'x default':>9}  range of the rounds  worker peak RSS: default -> set")
         result["heap"] = heap_ab(samples, geo, args.stride, args.cache, args.clips, args.heap_rounds)
@@ -297,7 +297,7 @@ def main(argv=None):
                    help="rounds of the in-process CPU-per-item measurement (0: skip it)")
     p.add_argument("--item-clips", type=int, default=32, help="items per round of that measurement")
     p.add_argument("--heap-rounds", type=int, default=0,
-                   help="rounds of the A/B of the workers' malloc setting (mgm.data.heap) against glibc's "
+                   help="rounds of the A/B of the workers' malloc setting (mgm.heap) against glibc's "
                         "defaults (0: skip it)")
     p.add_argument("--probe", action="store_true", help="also run the single-frame / motion linear probes")
     p.add_argument("--probe-train", type=int, default=40, help="train clips per class for the probe")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mgm.data.dataset import collate_views
-from mgm.data.heap import reuse_freed_memory
+from mgm.heap import reuse_freed_memory
 from mgm.errors import MGMError
 from mgm.train import checkpoint as C
 from mgm.train import distributed as D

@@ -1,4 +1,4 @@
-"""Training loader workers reuse the memory a clip frees (mgm.data.heap), instead of faulting it in anew."""
+"""Training loader workers reuse the memory a clip frees (mgm.heap), instead of faulting it in anew."""
 
 import resource
 import sys
