@@ -51,6 +51,9 @@ def test_smoke_run_writes_every_row_and_section(tmp_path):
     assert all(r["clips_per_s"] > 0 and r["cores_per_gpu"] > 0 for r in loader["rows"])
     exp = data["experiment"]
     assert exp["status"] == "ok" and exp["summary"] is not None
+    # each training run's timing: 3 pre-trainings and 4 fine-tunes, every step inside its epochs' wall time
+    assert len(exp["runs"]) == 7 and all(r["steps"] > 0 and 0 <= r["data_ms"] <= r["step_ms"] for r in exp["runs"])
+    assert all(0 <= r["outside_steps_s"] < r["wall_s"] for r in exp["runs"])
     assert data["elapsed_s"] < SMOKE.budget_s
     assert "wrote" in proc.stdout and "loader mgm-cached" in proc.stdout
 

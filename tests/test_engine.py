@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -174,6 +175,58 @@ def test_loader_running_out_is_a_clear_error():
     loader = torch.utils.data.DataLoader(Batches(4), batch_size=2)
     with pytest.raises(MGMError, match="ran out after 2 steps"):
         train_one_epoch(model, _mse, loader, opt, None, device=CPU, steps=3, progress=False)
+
+
+class SlowBatches(Batches):
+    """Batches whose items take `delay` seconds each to load."""
+
+    def __init__(self, n=8, delay=0.0):
+        super().__init__(n)
+        self.delay = delay
+
+    def __getitem__(self, i):
+        time.sleep(self.delay)
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("slow", ["data", "model"])
+def test_data_time_is_the_wait_for_batches(slow):
+    """data_time measures the wait for the loader, not the model's work: a slow loader shows up in it,
+    a slow loss does not; the epoch's step_s and data_s are the sums of the steps'."""
+    delay = 0.03
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def loss(model, batch):
+        if slow == "model":
+            time.sleep(2 * delay)
+        return _mse(model, batch)
+
+    loader = torch.utils.data.DataLoader(SlowBatches(8, delay if slow == "data" else 0.0), batch_size=2)
+    seen = []
+    stats = train_one_epoch(model, loss, loader, opt, None, device=CPU, steps=3, accum_steps=1, progress=False,
+                            on_step=lambda step, m: seen.append(m))
+    for m in seen:
+        assert 0 <= m["data_time"] <= m["step_time"]
+        if slow == "data":  # two items of `delay` each per batch
+            assert m["data_time"] >= 2 * delay and m["data_time"] > 0.8 * m["step_time"]
+        else:
+            assert m["step_time"] >= 2 * delay and m["data_time"] < 0.2 * m["step_time"]
+    assert stats["step_s"] == pytest.approx(sum(m["step_time"] for m in seen))
+    assert stats["data_s"] == pytest.approx(sum(m["data_time"] for m in seen))
+
+
+def test_fit_says_where_the_time_went(tmp_path, capsys):
+    from mgm.train.log import read_log
+
+    cfg = _tiny_cfg(tmp_path, "run.log_every=1")
+    fit(cfg, Task("pretrain", nn.Linear(3, 1), _mse), SlowBatches(8, 0.01))
+    line = [l for l in capsys.readouterr().out.splitlines() if "steps in" in l]
+    assert len(line) == 1 and line[0].startswith("[t] 8 steps in ") and "waiting for data" in line[0]
+    share = int(line[0].split("a step, ")[1].split("%")[0])
+    assert share >= 80  # 20 ms of loading per step against a linear model's microseconds
+    epochs = [r for r in read_log(tmp_path / "t" / "log.jsonl") if r["event"] == "epoch"]
+    assert len(epochs) == 2 and all(0 < r["data_s"] <= r["step_s"] <= r["elapsed"] for r in epochs)
 
 
 def _tiny_cfg(tmp_path, *extra):

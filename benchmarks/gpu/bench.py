@@ -88,10 +88,44 @@ def run_experiment(cap: float, work: Path, smoke: bool) -> dict:
         rc = subprocess.run(cmd, cwd=ROOT, timeout=cap).returncode
     except subprocess.TimeoutExpired:
         return {"status": "timeout", "note": f"stopped at its cap of {cap:.0f} s; finished units are stored in {folder}",
-                "seconds": time.perf_counter() - t0, "folder": str(folder)}
+                "seconds": time.perf_counter() - t0, "folder": str(folder), "runs": run_timings(folder)}
     summary = folder / "summary.json"
     return {"status": "ok" if rc == 0 else "failed", "returncode": rc, "seconds": time.perf_counter() - t0,
-            "folder": str(folder), "summary": json.loads(summary.read_text()) if rc == 0 and summary.exists() else None}
+            "folder": str(folder), "runs": run_timings(folder),
+            "summary": json.loads(summary.read_text()) if rc == 0 and summary.exists() else None}
+
+
+def run_timings(folder: Path) -> list[dict]:
+    """Where each training run of the experiment spent its time, from its log.jsonl: steps done, wall
+    seconds of its epochs, the median step and its wait for data (of the logged steps), and the
+    seconds outside the steps (checkpoints, evaluation, loader start-up). Unfinished runs included;
+    a resumed run: its last call's (each call times from its own start)."""
+    import statistics
+
+    from mgm.train.log import read_log
+
+    rows = []
+    for log_path in sorted(folder.glob("runs/*/log.jsonl")):
+        log = read_log(log_path)
+        starts = [i for i, r in enumerate(log) if r["event"] == "start"]
+        log = log[starts[-1]:] if starts else log
+        steps = [r for r in log if r["event"] == "step" and "data_time" in r]
+        epochs = [r for r in log if r["event"] == "epoch"]
+        row = {"run": log_path.parent.name, "steps": max((r["step"] for r in log if "step" in r), default=0),
+               "wall_s": epochs[-1]["elapsed"] if epochs else None,
+               "step_ms": 1e3 * statistics.median(r["step_time"] for r in steps) if steps else None,
+               "data_ms": 1e3 * statistics.median(r["data_time"] for r in steps) if steps else None}
+        if epochs and all("step_s" in r for r in epochs):
+            row["outside_steps_s"] = epochs[-1]["elapsed"] - sum(r["step_s"] for r in epochs)
+        rows.append(row)
+        print(f"  {row['run']}: {row['steps']} steps, {_fmt(row['wall_s'], '.1f')} s, step "
+              f"{_fmt(row['step_ms'], '.1f')} ms (data wait {_fmt(row['data_ms'], '.1f')}), "
+              f"{_fmt(row.get('outside_steps_s'), '.1f')} s outside the steps")
+    return rows
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def device_info(device: torch.device) -> dict:

@@ -250,6 +250,7 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
     if step >= last_step:
         D.print0(f"[{cfg.run.name}] already at step {step} of {last_step}: nothing to train")
     t_start = time.perf_counter()
+    timing = {"steps": 0, "step_s": 0.0, "data_s": 0.0}  # this call's steps (a resumed run: since resuming)
     stopped = None  # the signal's name once a stop request ended the run
     while epoch < o.epochs and step < last_step:
         if D.all_reduce_mean({"stop": float(bool(stop))}, info.device)["stop"] > 0:  # all ranks agree
@@ -280,9 +281,12 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
             _log_bad_videos(log, train_set, epoch, shown, step)
             step += stats["steps"]
             mean_loss = stats["loss"]
+            for key in timing:
+                timing[key] += stats[key]
             finished_epoch = step - epoch_start_step == steps_per_epoch
             log.write("epoch", step=step, epoch=shown, complete=finished_epoch, loss=mean_loss,
-                      elapsed=round(time.perf_counter() - t_start, 3))
+                      elapsed=round(time.perf_counter() - t_start, 3), step_s=round(stats["step_s"], 3),
+                      data_s=round(stats["data_s"], 3))
             D.print0(f"[{cfg.run.name}] step {step}/{last_step}, epoch {shown}/{o.epochs}"
                      f"{'' if finished_epoch else ' (stopped inside it)'}: mean loss {mean_loss:.4f}")
             if finished_epoch:
@@ -314,6 +318,8 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
             if info.is_main and result_eval["top1"] > best[0]:
                 best[0] = result_eval["top1"]
                 C.link_as(last_ckpt[0], C.BEST)  # the checkpoint just saved is the one evaluated
+    if timing["steps"]:
+        D.print0(f"[{cfg.run.name}] {_timing_line(timing, time.perf_counter() - t_start)}")
     if stopped:
         # epoch: the one a resumed run continues in, as the "resume" record numbers it
         log.write("stopped", step=step, epoch=epoch + 1, signal=stopped, checkpoint=str(last_ckpt[0]))
@@ -321,6 +327,16 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
                  f"checkpoint {last_ckpt[0]}; continue with --resume auto")
     return {"step": step, "epoch": epoch, "loss": mean_loss, "eval": result_eval,
             "checkpoint": str(last_ckpt[0]) if last_ckpt[0] else None, "stopped": stopped}
+
+
+def _timing_line(timing: dict, wall: float) -> str:
+    """Where the training's wall time went: the steps (and their wait for data) and the rest
+    (checkpoints, evaluation, loader workers starting each epoch). A high data share says the loader,
+    not the model, sets the pace: more workers, `data.num_sample`, or a motion cache."""
+    n, step_s, data_s = timing["steps"], timing["step_s"], timing["data_s"]
+    return (f"{n} steps in {wall:.1f} s: {step_s / n * 1e3:.1f} ms a step, {data_s / max(step_s, 1e-9):.0%} "
+            f"of it waiting for data; {max(0.0, wall - step_s):.1f} s outside the steps (checkpoints, "
+            f"evaluation, loader start-up)")
 
 
 def _signal_name(stop: StopRequest) -> str:

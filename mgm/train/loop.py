@@ -70,28 +70,34 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
     loss_fn(model, batch) -> scalar loss of one micro-batch (mean over its samples).
     step_offset: global optimizer steps done before this call (for on_step and logs).
     on_step(global_step, metrics) runs after every optimizer step (logging, checkpoints); metrics
-    has loss (averaged over ranks and micro-batches), lr, grad_norm, step_time.
+    has loss (averaged over ranks and micro-batches), lr, grad_norm, step_time and data_time (the
+    part of step_time spent waiting for the loader's next batches: near step_time means the loader,
+    not the model, sets the pace).
     stop: anything whose truth says "stop now" (a stopping.StopRequest); read once per step and
     agreed on by all ranks, the epoch then ends after that step ("stopped": True).
     Raises NonFiniteLossError if the loss or the gradient norm is NaN/inf on any rank (before the
     optimizer step: the weights stay finite), or if the step made a weight NaN/inf (lr too high).
-    Returns the mean loss over the epoch and the number of steps run.
+    Returns the mean loss over the epoch, the number of steps run, and the seconds inside steps
+    (step_s) and, of those, waiting for data (data_s).
     """
     model.train()
     bar = _progress(steps, desc, progress)
     it = iter(loader)
-    total_loss, done = 0.0, 0
+    total_loss, done, step_s, data_s = 0.0, 0, 0.0, 0.0
     for local_step in range(steps):
         t0 = time.perf_counter()
         lr = schedule.step() if schedule is not None else optimizer.param_groups[0]["lr"]
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        data_time = 0.0
         for micro in range(accum_steps):
+            t_data = time.perf_counter()
             try:
                 batch = next(it)
             except StopIteration:
                 raise MGMError(f"{desc}: the data loader ran out after {local_step} steps "
                                f"(expected {steps} x {accum_steps} micro-batches)") from None
             batch = to_device(batch, device)
+            data_time += time.perf_counter() - t_data
             # DDP averages gradients on every backward; skip that on all but the last micro-batch.
             sync = micro == accum_steps - 1 or not hasattr(model, "no_sync")
             with (contextlib.nullcontext() if sync else model.no_sync()):
@@ -130,7 +136,8 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
         total_loss += loss_value
         done += 1
         metrics = {"loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-                   "step_time": time.perf_counter() - t0}
+                   "step_time": time.perf_counter() - t0, "data_time": data_time}
+        step_s, data_s = step_s + metrics["step_time"], data_s + data_time
         if bar is not None:
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
             bar.update(1)
@@ -139,7 +146,8 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
         if stopping:
             break
     _close(bar)
-    return {"loss": total_loss / max(1, done), "steps": done, "stopped": stopping if done else False}
+    return {"loss": total_loss / max(1, done), "steps": done, "stopped": stopping if done else False,
+            "step_s": step_s, "data_s": data_s}
 
 
 def _abort(optimizer, bar, message: str):
