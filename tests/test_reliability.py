@@ -24,6 +24,7 @@ from mgm.train.loop import NonFiniteLossError
 from mgm.errors import MGMError
 from mgm.train.config import load_config
 from mgm.train.fit import Task, fit
+from mgm.train.log import read_log
 from test_engine import Batches as Pairs  # regression data: item i is x_i [3] -> y_i [1]
 from test_engine import _mse, one_thread  # noqa: F401  (autouse: tiny models run on one thread)
 
@@ -265,6 +266,44 @@ def test_sigterm_to_the_command_exits_143_with_a_checkpoint(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "SIGTERM received" in out and "--resume auto" in out
     assert C.latest_checkpoint(tmp_path / "p") is not None
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_still_checkpoints(tmp_path):
+    """SLURM, `timeout` and `kill -- -PGID` signal the loader's workers too: the run must still stop at
+    a step boundary with a checkpoint (before: the workers died, and the main process with them, of
+    "DataLoader worker ... killed by signal: Terminated", a traceback and no checkpoint)."""
+    args = CLI + ["pretrain", "--set", f"run.out_dir={tmp_path}", "--name", "p", *_TINY, "--set", "data.num_workers=2",
+                  "--set", "data.random_len=400", "--set", "optim.epochs=1000", "--set", "run.log_every=1",
+                  "--set", "run.progress=false"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = tmp_path / "p" / "log.jsonl"
+    deadline = time.time() + 120
+    while not (log.exists() and log.read_text().count('"event": "step"') >= 3) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # the main process and both workers, mid-epoch
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "SIGTERM received" in out
+    stopped = [r for r in read_log(log) if r["event"] == "stopped"]
+    assert len(stopped) == 1 and stopped[0]["step"] >= 3
+    assert C.latest_checkpoint(tmp_path / "p").name == f"ckpt-{stopped[0]['step']:08d}.pt"
+
+
+def test_a_shielded_worker_outlives_a_sigterm_by_its_grace_only():
+    """The shield defers a SIGTERM, never ignores it for good: a worker the DataLoader terminates at
+    shutdown (or one stuck) still exits, status 0."""
+    code = ("import os, signal, time\n"
+            "from mgm.train.stopping import shield_worker\n"
+            "shield_worker(grace_s=1.0)\n"
+            "os.kill(os.getpid(), signal.SIGUSR1); os.kill(os.getpid(), signal.SIGTERM)\n"
+            "print('alive after both', flush=True)\n"
+            "time.sleep(30)\n"
+            "print('not reached')\n")
+    t = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0 and proc.stdout == "alive after both\n", proc.stderr
+    assert time.time() - t < 20
 
 
 def test_resume_auto_skips_a_truncated_newest_checkpoint(tmp_path, capsys):

@@ -27,7 +27,7 @@ from mgm.train.config import TrainConfig
 from mgm.train.log import RunLog, read_log
 from mgm.train.loop import NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch
 from mgm.train.optim import CosineSchedule, build_optimizer, scaled_lr
-from mgm.train.stopping import StopRequest
+from mgm.train.stopping import StopRequest, shield_worker
 
 
 @dataclass
@@ -57,6 +57,11 @@ def setup(cfg: TrainConfig) -> D.DistInfo:
     return info
 
 
+def _init_worker(worker_id: int) -> None:
+    reuse_freed_memory()  # each clip's large blocks reused, not page-faulted anew
+    shield_worker()       # a SIGTERM to the whole job is the main process's to honour (a checkpoint)
+
+
 def make_loader(dataset, cfg: TrainConfig, info: D.DistInfo, *, train: bool):
     """DataLoader over a ShardedSampler. A private generator keeps the loader from drawing on the
     global torch RNG (which would shift the RNG stream when a run resumes mid-epoch)."""
@@ -68,7 +73,7 @@ def make_loader(dataset, cfg: TrainConfig, info: D.DistInfo, *, train: bool):
         drop_last=train, pin_memory=info.device.type == "cuda",
         collate_fn=collate_views if views > 1 else None,
         generator=torch.Generator().manual_seed(cfg.run.seed),
-        worker_init_fn=reuse_freed_memory,  # each clip's large blocks reused, not page-faulted anew
+        worker_init_fn=_init_worker,
         persistent_workers=False)
     return loader, sampler
 

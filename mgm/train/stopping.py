@@ -10,10 +10,12 @@ stops after the same step.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
 SIGNALS = ("SIGTERM", "SIGUSR1")
+WORKER_GRACE_S = 120.0  # a shielded worker's life after a SIGTERM (see shield_worker)
 
 
 class StopRequest:
@@ -49,3 +51,26 @@ def exit_code(stopped: str | None) -> int:
     """A command's exit status: 0, or 128 + the signal's number when a signal stopped the run (the
     shell's convention, so a job script can tell a pre-empted run from a finished one)."""
     return 128 + int(signal.Signals[stopped]) if stopped else 0
+
+
+def shield_worker(grace_s: float = WORKER_GRACE_S) -> None:
+    """In a DataLoader worker: leave the stop signals to the main process.
+
+    SLURM signals every process of a job step, and `timeout`, `kill -- -PGID` and a terminal signal
+    the whole process group, so the loader's workers get the SIGTERM too; by default it kills them,
+    and the main process then dies mid-step of "DataLoader worker ... killed by signal" (a traceback,
+    no checkpoint: the stop request is lost). Shielded, a worker ignores SIGUSR1 and, after a
+    SIGTERM, keeps serving batches for `grace_s` seconds (the main process needs at most the batch
+    of the step in progress; it then checkpoints and shuts the workers down itself) before it exits
+    with status 0, so a worker the DataLoader terminates at shutdown, or one stuck, still goes.
+    """
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+    def leave_later(signum, frame):
+        timer = threading.Timer(grace_s, os._exit, (0,))
+        timer.daemon = True
+        timer.start()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one timer, however many SIGTERMs follow
+
+    signal.signal(signal.SIGTERM, leave_later)
