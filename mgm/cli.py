@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import signal
 import sys
 import warnings
 
 from mgm import __version__, commands
-from mgm.errors import MGMError
+from mgm.errors import MGMError, Stopped
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
+    except Stopped as e:
+        print(f"mgm {args.command}: {e}", file=sys.stderr)
+        return 128 + int(getattr(signal.Signals, e.signal_name, signal.SIGTERM))
     except MGMError as e:
         print(f"mgm {args.command}: error: {e}", file=sys.stderr)
         return 1

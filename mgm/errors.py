@@ -8,6 +8,15 @@ class MGMError(Exception):
     """An error caused by the user's input or environment, with a message fit to print as is."""
 
 
+class Stopped(MGMError):
+    """A stop signal (SIGTERM, SIGUSR1) ended the work early, its progress kept; the CLI exits with
+    128 + the signal's number, as a run stopped by it does (mgm.train.stopping.exit_code)."""
+
+    def __init__(self, signal_name: str, message: str):
+        self.signal_name = signal_name
+        super().__init__(message)
+
+
 class VideoError(MGMError):
     """A video that cannot be used; the message names the file and the reason."""
 

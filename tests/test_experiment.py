@@ -518,3 +518,37 @@ def test_a_preset_is_a_geometry_and_stage_overrides_stored_under_the_old_names(t
     assert (cfg.optim.weight_decay, cfg.data.batch_size, cfg.optim.base_lr, cfg.data.patch) == (0.1, 8, 2e-3, 16)
     with pytest.raises(MGMError, match="differ from this recipe's in pretrain.optim.weight_decay"):
         Runner(tmp_path / "b", smoke, pretrained=tmp_path / "a")
+
+
+def test_a_stop_signal_inside_a_unit_keeps_its_checkpoint_and_stores_no_result(tmp_path, monkeypatch, capsys):
+    """A training run that a SIGTERM stopped is no finished unit: no result is stored (a fine-tune
+    would have been recorded without a score), the pre-training's checkpoint stays (the clean-up of
+    a finished pre-training would delete it), and the command exits 143 with one line."""
+    from mgm.cli import main
+    from mgm.errors import Stopped
+    from mgm.experiment import Runner
+
+    def stopped_run(command, cfg):
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / "ckpt-00000005.pt").write_text("state at the stop")
+        return {"step": 5, "stopped": "SIGTERM", "eval": None, "loss": 1.0}
+
+    monkeypatch.setattr("mgm.train.tasks.run_training", stopped_run)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "train.txt").write_text("".join(f"v{i}.mp4 {i % 2}\n" for i in range(48)))
+    runner = Runner(tmp_path / "out", PRESETS["smoke"])
+    runner.roots = {"base": root}
+    with pytest.raises(Stopped, match=r"SIGTERM received: pre-training tube-0.75 s0 stopped at step 5 \(its "
+                                      r"checkpoint in .* is kept; the next run continues it\)"):
+        runner.pretrain(Arm("tube", 0.75), 0)
+    run_dir = tmp_path / "out" / "runs" / "pretrain-tube-0.75-s0"
+    assert (run_dir / "ckpt-00000005.pt").read_text() == "state at the stop"
+    with pytest.raises(Stopped, match="fine-tuning scratch on 1 of the labels s0 stopped at step 5"):
+        runner.finetune("scratch", None, 1.0, 0)
+    assert not list((tmp_path / "out" / "results").glob("*.json"))  # nothing recorded as done
+
+    monkeypatch.setattr("mgm.experiment.runner.Runner.run", lambda self: runner.pretrain(Arm("tube", 0.75), 0))
+    code = main(["experiment", "masking", "--preset", "smoke", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 143 and len(err) == 1 and err[0].startswith("mgm experiment: SIGTERM received: pre-training")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgm.errors import MGMError
+from mgm.errors import MGMError, Stopped
 from mgm.experiment.probe import encoder_features, linear_probe, motion_features
 from mgm.experiment.recipes import Arm, Preset
 from mgm.experiment.records import FineTune, Pretraining, Probe, Record, Tag
@@ -175,7 +175,8 @@ class Runner:
                            run={"ckpt_every": 0, "keep_ckpts": 10 ** 6 if p.keep_every_epoch else 2,
                                 "keep_steps": steps, "resume": "auto"})
         t = time.perf_counter()
-        out = run_training("pretrain", cfg)
+        out = _trained(run_training("pretrain", cfg), f"pre-training {arm.name} s{seed}",
+                       f"its checkpoint in {run_dir} is kept; the next run continues it")
         for path in [] if p.keep_every_epoch else list_checkpoints(run_dir):
             if str(path) not in ckpts.values():  # finished: only the curve's are used
                 path.unlink()
@@ -221,7 +222,8 @@ class Runner:
                            # a unit whose result is not stored is unfinished: it starts again
                            run={"keep_ckpts": 1, "overwrite": True})
         t = time.perf_counter()
-        out = run_training("finetune", cfg)
+        out = _trained(run_training("finetune", cfg), f"fine-tuning {tag} on {frac:g} of the labels s{seed}",
+                       "it starts again on the next run")
         ev = out["eval"] or {}
         return self._store(key, FineTune(tag=Tag.parse(tag), variant=variant, fraction=frac, seed=seed,
                                          top1=ev.get("top1"), top5=ev.get("top5"), epochs=epochs,
@@ -395,3 +397,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _trained(out: dict, what: str, then: str) -> dict:
+    """A training run's result, or Stopped when a stop signal ended it early: then it is no finished
+    unit (storing it would record a fine-tune without a score, and the pre-training's clean-up would
+    delete the checkpoint the stop just wrote)."""
+    if out.get("stopped"):
+        raise Stopped(out["stopped"], f"{out['stopped']} received: {what} stopped at step {out['step']} ({then}); "
+                                      f"the finished units are stored: run the same command again to go on")
+    return out
