@@ -106,3 +106,19 @@ def test_a_file_listed_many_times_is_decoded_and_stored_once(bench, tmp_path):
         for entry, source in enumerate([3, 5, 3, 3, 5]):
             np.testing.assert_array_equal(a.frames(entry, idx), b.frames(source, idx))
             np.testing.assert_array_equal(a.motion(entry, idx), b.motion(source, idx))
+
+
+def test_uint8_items_normalise_to_the_float_items(bench):
+    """MemoryClips(uint8=True): the same clip and mask, the video uint8 until normalise_video."""
+    from mgm.data.transforms import normalise_video
+    from mgm.masking import build_mask_generator
+
+    g = Geometry(num_frames=8, size=32, patch=8)
+    split = decode_split(str(bench / "val.txt"), root=str(bench), progress=False, size=32,
+                         cache=str(bench / "cache" / "val"))
+    gen = build_mask_generator("mgm", g, 0.75)
+    f, u = (MemoryClips(split, g, 2, train=True, seed=1, mask_generator=gen, uint8=flag) for flag in (False, True))
+    for i in (0, 7):
+        a, b = f[i], u[i]
+        assert b["video"].dtype == torch.uint8 and torch.equal(normalise_video(b["video"]), a["video"])
+        assert torch.equal(a["mask"], b["mask"]) and a["label"] == b["label"]

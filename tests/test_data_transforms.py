@@ -161,3 +161,28 @@ def test_every_crop_mode_and_the_memory_clips_antialias_alike():
                          np.array([0]), ["stripes.mp4"])
     memory = MemoryClips(split, geo, 1, train=False)[0]["video"]
     assert torch.equal(memory, ClipTransform(geo, crop="resize").frames(frames, (0, 0, 112, 112), False))
+
+
+def test_uint8_clips_normalised_later_are_the_float_clips_bit_for_bit():
+    """ClipTransform(uint8=True) hands over the resized, flipped frames unnormalised; normalise_video
+    (the training loop's half, on any device, one clip or a batch) then gives the float path's numbers
+    exactly, for every crop mode and the flip. Random erasing (on normalised video) is refused."""
+    import pytest
+    import torch
+
+    from mgm.data.augment import RandomErasing
+    from mgm.data.transforms import CROPS, normalise_video
+
+    geo = Geometry(num_frames=4, size=32, tubelet=2, patch=8)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    for crop in CROPS:
+        for seed in range(3):
+            f = ClipTransform(geo, crop=crop, flip=True)
+            u = ClipTransform(geo, crop=crop, flip=True, uint8=True)
+            want, _ = f(frames, rng=np.random.default_rng(seed))
+            got, _ = u(frames, rng=np.random.default_rng(seed))
+            assert got.dtype == torch.uint8 and got.shape == want.shape == (3, 4, 32, 32)
+            assert torch.equal(normalise_video(got), want)
+            assert torch.equal(normalise_video(torch.stack([got, got]))[1], want)  # a batch
+    with pytest.raises(ValueError, match="random erasing"):
+        ClipTransform(geo, erase=RandomErasing(prob=0.5), uint8=True)

@@ -515,3 +515,38 @@ def test_finetune_and_linprobe_learn_a_separable_task(tmp_path):
     untrained = run_training("linprobe", load_config("linprobe", overrides=[
         *common, "run.name=lp0", "optim.epochs=1", "optim.base_lr=1e-9"]))
     assert untrained["eval"]["top1"] <= 50.0
+
+
+def test_uint8_clips_train_exactly_as_float32_clips(tmp_path):
+    """data.video_dtype=uint8 (the loader hands over uint8, the loop normalises on the device) trains
+    bit for bit as float32: the same losses, weights and evaluation, pre-training (MGM masks) and
+    fine-tuning (mixup, evaluation); auto is float32 on the CPU; uint8 with random erasing is refused."""
+    from mgm.cli import main
+    from mgm.train.datasets import uint8_video
+    from mgm.train.log import read_log
+
+    syn, runs = tmp_path / "syn", tmp_path / "runs"
+    assert main(["synth", str(syn), "--preset", "tiny"]) == 0
+    data = ["--set", f"run.out_dir={runs}", "--set", f"data.train_list={syn / 'train.txt'}",
+            "--set", f"data.val_list={syn / 'val.txt'}", "--set", f"data.root={syn}",
+            "--set", "data.num_frames=4", "--set", "data.size=32", "--set", "data.stride=2",
+            "--set", "data.batch_size=8", "--set", "run.threads=1", "--set", "run.progress=false",
+            "--set", "run.log_every=1", "--set", "data.flip=true"]
+    logs, weights = {}, {}
+    for dtype in ("float32", "uint8"):
+        d = [*data, "--set", f"data.video_dtype={dtype}"]
+        assert main(["pretrain", "--name", f"pre-{dtype}", *d, "--set", "data.mask=mgm", "--set", "data.mask_ratio=0.75"]) == 0
+        pre = C.latest_checkpoint(runs / f"pre-{dtype}")
+        assert main(["finetune", "--name", f"ft-{dtype}", *d, "--set", f"model.init={pre}",
+                     "--set", "optim.base_lr=0.01", "--set", "optim.mixup=0.8"]) == 0
+        for run in ("pre", "ft"):
+            log = read_log(runs / f"{run}-{dtype}" / "log.jsonl")
+            logs[run, dtype] = [(r["event"], r.get("loss"), r.get("top1")) for r in log if r["event"] in ("step", "eval")]
+            weights[run, dtype] = C.load_checkpoint(C.latest_checkpoint(runs / f"{run}-{dtype}"))["model"]
+    for run in ("pre", "ft"):
+        assert logs[run, "float32"] == logs[run, "uint8"] and len(logs[run, "uint8"]) >= 6
+        assert all(torch.equal(weights[run, "float32"][k], v) for k, v in weights[run, "uint8"].items())
+    cfg = load_config("finetune", overrides=[f"data.train_list={syn / 'train.txt'}"])
+    assert not uint8_video(cfg)  # auto, no CUDA here
+    assert uint8_video(load_config("finetune", overrides=["data.video_dtype=uint8"]))
+    assert main(["finetune", "--name", "x", *data, "--set", "data.video_dtype=uint8", "--set", "data.erase_prob=0.25"]) == 1

@@ -6,7 +6,8 @@ synth's x264 settings; nothing is downloaded. The loader is benchmarks.speed.dat
 the training dataset, one DataLoader worker per core here) at the step's geometry (16x224^2, stride
 4 on a GPU), for tube masks (pixels only), MGM masks (pixels + motion vectors, one decode) and MGM
 with the motion cache (motion read once per video, then pixels only). Its masks are at 0.75 for both
-strategies: the ratio costs the loader nothing.
+strategies: the ratio costs the loader nothing. The workers hand over uint8 clips, as training's loader
+does on CUDA (data.video_dtype auto; the first GPU run, 2026-12-04, measured float32 clips).
 
 cores per GPU = the step's clips/s (ours, best of eager / compiled, same mask) / the loader's
 clips/s per worker.
@@ -66,14 +67,15 @@ def run_loader(sizes, work: Path, deadline: float, log=print) -> dict:
             continue
         t = time.perf_counter()
         try:
+            # uint8 clips: what training's loader hands over on CUDA (data.video_dtype auto)
             rate, per_cpu_s = loader_rate(samples, geo, config, workers, per_run, sizes.loader_stride,
-                                          work / "loader_cache", batch=sizes.loader_batch)
+                                          work / "loader_cache", batch=sizes.loader_batch, uint8=True)
         except SectionTimeout:  # the rows measured so far are kept; the rest are skipped above
             out["rows"].append({"config": config, "status": "timeout", "seconds": time.perf_counter() - t,
                                 "note": "stopped at the section's cap"})
             log(f"  loader {config}: stopped at the section's cap")
             continue
-        out["rows"].append({"config": config, "status": "ok", "clips_per_s": rate, "per_worker": rate / workers,
+        out["rows"].append({"config": config, "status": "ok", "video": "uint8", "clips_per_s": rate, "per_worker": rate / workers,
                             "clips_per_cpu_s": per_cpu_s, "clips": per_run, "seconds": time.perf_counter() - t})
         log(f"  loader {config}: {rate:.1f} clips/s with {workers} workers")
     return out

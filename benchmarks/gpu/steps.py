@@ -324,20 +324,32 @@ def matmul_tflops(n: int, device: torch.device, reps: int = 50, warmup: int = 20
 
 
 def h2d(sizes, batch: int, device: torch.device) -> dict | None:
-    """Host-to-device copy of one float32 clip batch from pinned memory (what the loader hands the
-    training loop with pin_memory=True), non_blocking, timed to the synchronize; None off CUDA."""
+    """Host-to-device copy of one clip batch from pinned memory (what the loader hands the training
+    loop with pin_memory=True), non_blocking, timed to the synchronize: float32 clips, and uint8 ones
+    copied and then normalised on the device (data.video_dtype, mgm.train.loop.video_to_device);
+    None off CUDA."""
     if device.type != "cuda":
         return None
+    from mgm.train.loop import video_to_device
+
     shape = (batch, 3, sizes.num_frames, sizes.img_size, sizes.img_size)
-    host = torch.empty(shape, pin_memory=True).fill_(0.5)
-    out = torch.empty(shape, device=device)
-    times = []
-    for _ in range(5):
-        sync(device)
-        t0 = time.perf_counter()
-        out.copy_(host, non_blocking=True)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    s = statistics.median(times[1:])
-    return {"batch": batch, "mb_per_clip": host[0].nbytes / 2**20, "ms_per_batch": 1000 * s,
-            "gb_per_s": host.nbytes / s / 1e9}
+    out = {"batch": batch}
+    for dtype in (torch.float32, torch.uint8):
+        host = torch.empty(shape, dtype=dtype, pin_memory=True).fill_(100)
+        dst = torch.empty(shape, dtype=dtype, device=device)
+        copy, full = [], []
+        for _ in range(5):
+            sync(device)
+            t0 = time.perf_counter()
+            dst.copy_(host, non_blocking=True)
+            sync(device)
+            copy.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            video_to_device(host, device)  # the loop's whole path: copy (+ normalise, for uint8)
+            sync(device)
+            full.append(time.perf_counter() - t0)
+        s = statistics.median(copy[1:])
+        out[str(dtype).removeprefix("torch.")] = {
+            "mb_per_clip": host[0].nbytes / 2**20, "ms_per_batch": 1000 * s, "gb_per_s": host.nbytes / s / 1e9,
+            "ms_to_normalised": 1000 * statistics.median(full[1:])}
+    return out

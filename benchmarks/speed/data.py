@@ -19,7 +19,9 @@ Then (--item-rounds) the CPU time per item of the four datasets in this process,
 by item on the same items: the steadiest ratio when other processes load the machine.
 Goals (issue 25): mgm >= 0.95 x tube and mgm-cached >= 1.0 x tube, in clips per CPU-second.
 The workers (and the per-item process) run with training's malloc setting (mgm.heap);
---heap-rounds N measures it against glibc's defaults (DataLoader, 2 workers, alternated N rounds).
+--heap-rounds N measures it against glibc's defaults (DataLoader, 2 workers, alternated N rounds);
+--uint8-rounds N measures uint8 clips (data.video_dtype=uint8: the training loop normalises them
+on its device) against float32 ones, the same way.
 
 Probe (--probe): logistic regression (L2, LBFGS) on the pixels of a single frame (first, middle,
 last) versus on the clip's camera-compensated block motion, trained on `train`, scored on `val`.
@@ -66,12 +68,13 @@ def _cpu_seconds(pids) -> float:
     return total / tick
 
 
-def config_dataset(samples, geo, config, stride, cache_dir):
-    """The training dataset of one configuration (CONFIGS), its motion cache filled."""
+def config_dataset(samples, geo, config, stride, cache_dir, uint8=False):
+    """The training dataset of one configuration (CONFIGS), its motion cache filled (uint8: its
+    items hold uint8 clips, data.video_dtype=uint8)."""
     mask = build_mask_generator("mgm" if config.startswith("mgm") else "tube", geo, 0.75)
     cache = Path(cache_dir) / "motion_cache" if config == "mgm-cached" else None
     ds = build_dataset(samples, geometry=geo, mode="pretrain", stride=stride, mask_generator=mask,
-                       return_motion=config == "tube+motion", motion_cache=cache)
+                       return_motion=config == "tube+motion", motion_cache=cache, uint8=uint8)
     if cache is not None:  # the first visit of each video (once per dataset, not per epoch)
         for path in {s.path for s in ds.samples}:
             ds.motion_cache.motion(path)
@@ -120,12 +123,12 @@ def _peak_rss_mib(pid) -> float:
 
 
 def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8, *, peaks=None,
-                init=reuse_freed_memory):
+                init=reuse_freed_memory, uint8=False):
     """(clips per second after the first batch, clips per CPU-second over every clip and every
     process of the loader: this one and its workers, read before they exit). `init`: the workers'
     worker_init_fn, training's by default (fit.make_loader); `peaks`: a list to get the workers'
-    peak RSS (MiB)."""
-    ds = config_dataset(samples, geo, config, stride, cache_dir)
+    peak RSS (MiB); uint8: the workers hand over uint8 clips."""
+    ds = config_dataset(samples, geo, config, stride, cache_dir, uint8)
     idx = [i % len(ds) for i in range(clips + batch)]
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, sampler=idx,
                                          worker_init_fn=init)
@@ -143,24 +146,24 @@ def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8
     return n / wall, (first + n) / cpu
 
 
-def heap_ab(samples, geo, stride, cache_dir, clips, rounds, workers=2) -> list[dict]:
-    """DataLoader clips per CPU-second with training's worker malloc setting (mgm.heap) over
-    glibc's defaults, the two alternated (order reversed every other round), per configuration:
-    the median and range of the paired ratios, and the workers' peak RSS of each."""
+def loader_ab(samples, geo, stride, cache_dir, clips, rounds, on: dict, off: dict, workers=2) -> list[dict]:
+    """DataLoader clips per CPU-second with loader_rate's keyword arguments `on` over `off`, the two
+    alternated (order reversed every other round), per configuration: the median and range of the
+    paired ratios, each side's median rate and the workers' peak RSS of each."""
     rows = []
     for c in ("tube", "mgm", "mgm-cached"):
         rate, peak = {True: [], False: []}, {True: [], False: []}
         for r in range(rounds):
-            for on in ((True, False) if r % 2 else (False, True)):
-                rate[on].append(loader_rate(samples, geo, c, workers, clips, stride, cache_dir, peaks=peak[on],
-                                            init=reuse_freed_memory if on else None)[1])
+            for side in ((True, False) if r % 2 else (False, True)):
+                rate[side].append(loader_rate(samples, geo, c, workers, clips, stride, cache_dir, peaks=peak[side],
+                                              **(on if side else off))[1])
         ratios = [a / b for a, b in zip(rate[True], rate[False])]
         rows.append({"config": c, "workers": workers, "ratio": round(statistics.median(ratios), 3),
                      "round_ratios": [round(x, 3) for x in ratios], "clips_per_cpu_s": round(statistics.median(rate[True]), 2),
-                     "clips_per_cpu_s_default": round(statistics.median(rate[False]), 2),
-                     "peak_rss_mib": round(max(peak[True])), "peak_rss_mib_default": round(max(peak[False]))})
+                     "clips_per_cpu_s_off": round(statistics.median(rate[False]), 2),
+                     "peak_rss_mib": round(max(peak[True])), "peak_rss_mib_off": round(max(peak[False]))})
         print(f"{c:>12} {rows[-1]['ratio']:>9.3f}  {min(ratios):.3f}-{max(ratios):.3f}          "
-              f"{rows[-1]['peak_rss_mib_default']:>6} -> {rows[-1]['peak_rss_mib']} MiB", flush=True)
+              f"{rows[-1]['peak_rss_mib_off']:>6} -> {rows[-1]['peak_rss_mib']} MiB", flush=True)
     return rows
 
 
@@ -223,7 +226,15 @@ def throughput(args):
         print(f"\nworkers' malloc setting (mgm.heap) vs glibc's defaults: DataLoader, 2 workers, {args.clips} "
               f"clips a run, alternated over {args.heap_rounds} rounds, load {os.getloadavg()[0]:.2f}")
         print(f"{'config':>12} {'x default':>9}  range of the rounds  worker peak RSS: default -> set")
-        result["heap"] = heap_ab(samples, geo, args.stride, args.cache, args.clips, args.heap_rounds)
+        result["heap"] = loader_ab(samples, geo, args.stride, args.cache, args.clips, args.heap_rounds,
+                                   on={"init": reuse_freed_memory}, off={"init": None})
+    if args.uint8_rounds:
+        print(f"\nuint8 clips (data.video_dtype=uint8, normalised by the training loop) vs float32: DataLoader, "
+              f"2 workers, {args.clips} clips a run, alternated over {args.uint8_rounds} rounds, "
+              f"load {os.getloadavg()[0]:.2f}; clips per CPU-second of the workers and the receiving process")
+        print(f"{'config':>12} {'x float32':>9}  range of the rounds  worker peak RSS: float32 -> uint8")
+        result["uint8"] = loader_ab(samples, geo, args.stride, args.cache, args.clips, args.uint8_rounds,
+                                    on={"uint8": True}, off={"uint8": False})
     result["load_after"] = list(os.getloadavg())
     return result
 
@@ -299,6 +310,9 @@ def main(argv=None):
     p.add_argument("--heap-rounds", type=int, default=0,
                    help="rounds of the A/B of the workers' malloc setting (mgm.heap) against glibc's "
                         "defaults (0: skip it)")
+    p.add_argument("--uint8-rounds", type=int, default=0,
+                   help="rounds of the A/B of uint8 clips (data.video_dtype=uint8) against float32 ones "
+                        "(0: skip it)")
     p.add_argument("--probe", action="store_true", help="also run the single-frame / motion linear probes")
     p.add_argument("--probe-train", type=int, default=40, help="train clips per class for the probe")
     p.add_argument("--probe-val", type=int, default=15)

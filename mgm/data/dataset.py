@@ -7,7 +7,7 @@ one geometry and makes the mask, in the DataLoader worker, from that motion. Whe
 motion (e.g. tube masks) the motion vectors are not even exported.
 
 Item (`dataset[i]`):
-  video  float32 [C, T, S, S], normalised;       label  int;   index  int (video index in the list)
+  video  float32 [C, T, S, S], normalised (uint8 [C, T, S, S] unnormalised with uint8=True);       label  int;   index  int (video index in the list)
   mask   bool [N], N = T'H'W' flattened in (t, h, w) order (only with a mask generator)
   decoder_mask  bool [N], VideoMAE V2's decoder mask (only when the mask generator carries one)
   motion float32 [T, 2, H', W'] on the patch grid, output pixels (only with return_motion=True)
@@ -241,9 +241,11 @@ def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling
                   stride: int = 4, test_clips: int = 1, test_crops: int = 1, crop: str | None = None,
                   flip: bool = False, mask_generator=None, return_motion: bool = False,
                   bad_videos: str = "error", seed: int = 0, motion_cache=None, bad_log=None, num_sample: int = 1,
-                  rand_augment: str = "", erase_prob: float = 0.0, erase_mode: str = "pixel") -> VideoDataset:
+                  rand_augment: str = "", erase_prob: float = 0.0, erase_mode: str = "pixel",
+                  uint8: bool = False) -> VideoDataset:
     """The usual wiring per mode. pretrain / train: random clip, multi-scale crop; val: centred clip,
-    centre crop; test: `test_clips` x `test_crops` views (K400: 5 x 3 dense; SSv2: 2 x 3 segment)."""
+    centre crop; test: `test_clips` x `test_crops` views (K400: 5 x 3 dense; SSv2: 2 x 3 segment).
+    uint8: items hold the video unnormalised (ClipTransform(uint8=True))."""
     sampler = build_sampler(sampling, geometry.num_frames, stride, mode, views=test_clips)
     if crop is None:
         crop = {"pretrain": "multiscale", "train": "multiscale", "val": "center",
@@ -256,7 +258,7 @@ def build_dataset(samples, *, geometry: Geometry, mode: str, root=None, sampling
         erase = RandomErasing(prob=erase_prob, mode=erase_mode) if erase_prob > 0 else None
     transform = ClipTransform(geometry, crop=crop, flip=flip and mode in ("pretrain", "train"),
                               augment=augment, erase=erase,
-                              crop_views=test_crops)
+                              crop_views=test_crops, uint8=uint8)
     return VideoDataset(samples, geometry=geometry, sampler=sampler, transform=transform, root=root,
                         mask_generator=mask_generator, mode=mode, return_motion=return_motion,
                         bad_videos=bad_videos, seed=seed, motion_cache=motion_cache, bad_log=bad_log,

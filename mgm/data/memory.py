@@ -159,8 +159,8 @@ def _decode_all(path):
 
 
 class MemoryClips(torch.utils.data.Dataset):
-    """Clips sampled from a DecodedSplit: {"video" float [C, T, H, W] (ImageNet-normalised),
-    "label", "index"} plus "mask" bool [N] with a mask generator (and "decoder_mask" bool [N] when it
+    """Clips sampled from a DecodedSplit: {"video" float [C, T, H, W] (ImageNet-normalised; with
+    uint8, uint8 [C, T, H, W] unnormalised), "label", "index"} plus "mask" bool [N] with a mask generator (and "decoder_mask" bool [N] when it
     carries one, see mgm.train.datasets.mask_generator), "motion" float [T, 2, H', W'] with
     `return_motion`. The clip path is the streaming dataset's (mgm/data/clip.py): whole frames
     resized to the geometry's size, no crop and no flips (they would swap the motion classes).
@@ -168,7 +168,7 @@ class MemoryClips(torch.utils.data.Dataset):
     from (seed, entry), so a resumed or distributed run draws the same ones."""
 
     def __init__(self, split: DecodedSplit, geometry: Geometry, stride: int, *, mask_generator=None,
-                 train: bool = True, seed: int = 0, return_motion: bool = False, subset=None):
+                 train: bool = True, seed: int = 0, return_motion: bool = False, subset=None, uint8: bool = False):
         self.split, self.geometry, self.stride = split, geometry, stride
         self.mask_generator, self.train, self.seed = mask_generator, train, seed
         self.return_motion = return_motion
@@ -178,7 +178,7 @@ class MemoryClips(torch.utils.data.Dataset):
         if h != w:
             raise MGMError(f"in-memory clips must be square, got {h}x{w}")
         self.sampler = DenseSampler(geometry.num_frames, stride, random=train)
-        self.transform = ClipTransform(geometry, crop="resize")
+        self.transform = ClipTransform(geometry, crop="resize", uint8=uint8)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -84,10 +84,18 @@ def resize_frames(frames: np.ndarray, size: int):
 def normalise(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """uint8 tensor [T, 3, S, S] -> float32 [3, T, S, S], (x - 255 mean) / (255 std) per channel.
     Transposed while still uint8 (a quarter of the bytes to move), then normalised in place."""
+    return normalise_video(x.permute(1, 0, 2, 3).contiguous(), mean, std)
+
+
+def normalise_video(video, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """uint8 [..., 3, T, S, S] (a clip or a batch, on any device) -> float32, normalised as
+    `normalise`, bit for bit: the training loop's half of a loader that hands over uint8 clips
+    (ClipTransform(uint8=True)), a quarter of the bytes through worker memory, pinning and the copy."""
     import torch
 
-    video = x.permute(1, 0, 2, 3).contiguous().float()
-    return video.sub_(torch.tensor(mean).view(3, 1, 1, 1) * 255).div_(torch.tensor(std).view(3, 1, 1, 1) * 255)
+    scale = dict(dtype=torch.float32, device=video.device)
+    out = video.float()
+    return out.sub_(torch.tensor(mean, **scale).view(3, 1, 1, 1) * 255).div_(torch.tensor(std, **scale).view(3, 1, 1, 1) * 255)
 
 
 @dataclass
@@ -110,10 +118,13 @@ class ClipTransform:
     block: int = CODEC_BLOCK  # motion block size of the codec grid
     augment: object = None  # mgm.data.augment.RandAugment: one draw per clip, on the cropped uint8 frames
     erase: object = None    # mgm.data.augment.RandomErasing: one box per clip, on the normalised video
+    uint8: bool = False
 
     def __post_init__(self):
         if self.crop not in CROPS:
             raise ValueError(f"unknown crop {self.crop!r} (choose from {', '.join(CROPS)})")
+        if self.uint8 and self.erase is not None:
+            raise ValueError("random erasing works on the normalised video: it cannot hand over uint8 clips")
 
     @property
     def num_views(self) -> int:
@@ -133,7 +144,8 @@ class ClipTransform:
         return box, hflip
 
     def frames(self, frames: np.ndarray, box, hflip: bool, rng: np.random.Generator | None = None):
-        """uint8 [T, H, W, 3] -> normalised float32 tensor [3, T, size, size]. RandAugment (on the
+        """uint8 [T, H, W, 3] -> normalised float32 tensor [3, T, size, size] (uint8: the same
+        unnormalised, uint8 [3, T, size, size]). RandAugment (on the
         crop, before resizing: VideoMAE augments before its crop; on the crop it costs less) and
         random erasing (after normalising, as VideoMAE) draw from `rng`, once per clip."""
         y0, x0, y1, x1 = (int(v) for v in box)
@@ -143,6 +155,8 @@ class ClipTransform:
         x = resize_frames(crop, self.geometry.size)
         if hflip:
             x = x.flip(-1)
+        if self.uint8:
+            return x.permute(1, 0, 2, 3).contiguous()
         video = normalise(x, self.mean, self.std)
         return video if self.erase is None else self.erase(video, rng)
 

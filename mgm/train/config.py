@@ -66,6 +66,11 @@ class DataSection:
     test_crops: int = 1
     batch_size: int = 8               # per process and per micro-batch
     num_workers: int = 0
+    # What the loader hands the training loop: uint8 clips, normalised on the device (a quarter of the
+    # bytes through worker memory, pinning and the host-to-device copy; the same numbers bit for bit),
+    # or float32 clips normalised in the workers. auto: uint8 on CUDA unless random erasing (which
+    # works on the normalised video) is on; float32 on the CPU, where the main process would do the work.
+    video_dtype: str = "auto"         # auto, uint8, float32
     random_len: int = 64              # source=random: number of clips
 
     @property
@@ -277,6 +282,11 @@ def validate(cfg: TrainConfig) -> None:
             raise MGMError(f"config key '{key}': must be {rule}, got {value!r}")
     if cfg.data.erase_mode not in ("pixel", "rand", "const"):
         raise MGMError(f"config key 'data.erase_mode': {cfg.data.erase_mode!r} is not one of pixel, rand, const")
+    if cfg.data.video_dtype not in ("auto", "uint8", "float32"):
+        raise MGMError(f"config key 'data.video_dtype': {cfg.data.video_dtype!r} is not one of auto, uint8, float32")
+    if cfg.data.video_dtype == "uint8" and cfg.data.erase_prob > 0:
+        raise MGMError("config key 'data.video_dtype': uint8 clips cannot take random erasing (data.erase_prob > 0), "
+                       "which works on the normalised video; use auto or float32")
     if cfg.data.rand_augment:
         from mgm.data.augment import RandAugment  # deferred: it loads torch, which `mgm --help` must not
 

@@ -77,6 +77,17 @@ def mask_generator(cfg: TrainConfig):
     return gen
 
 
+def uint8_video(cfg: TrainConfig) -> bool:
+    """Whether the loader hands over uint8 clips (cfg.data.video_dtype; auto: on CUDA, without random
+    erasing). The training loop normalises them on the device (mgm.train.loop.video_to_device)."""
+    d = cfg.data
+    if d.video_dtype != "auto":
+        return d.video_dtype == "uint8"
+    device = cfg.run.device
+    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    return cuda and d.erase_prob == 0
+
+
 def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
     """The train or val dataset of cfg.data (masks: attach a mask per item, for pre-training)."""
     d = cfg.data
@@ -109,7 +120,8 @@ def build_dataset(cfg: TrainConfig, split: str, *, masks: bool):
                                # beside log.jsonl (mgm.train.rundir clears it with the run it belongs to)
                                bad_log=cfg.run_dir / f"bad_videos_{split}.jsonl" if d.bad_videos == "skip" else None,
                                num_sample=d.num_sample if split == "train" else 1,
-                               rand_augment=d.rand_augment, erase_prob=d.erase_prob, erase_mode=d.erase_mode)
+                               rand_augment=d.rand_augment, erase_prob=d.erase_prob, erase_mode=d.erase_mode,
+                               uint8=uint8_video(cfg))
 
 
 def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
@@ -122,7 +134,8 @@ def _memory_dataset(cfg: TrainConfig, split: str, list_file: str, gen):
         os.makedirs(d.cache, exist_ok=True)
         cache = os.path.join(d.cache, os.path.splitext(os.path.basename(list_file))[0])
     data = decode_split(list_file, root=d.root or None, cache=cache, progress=cfg.run.progress, size=d.size)
-    return MemoryClips(data, d.geometry, d.stride, mask_generator=gen, train=split == "train", seed=cfg.run.seed)
+    return MemoryClips(data, d.geometry, d.stride, mask_generator=gen, train=split == "train", seed=cfg.run.seed,
+                       uint8=uint8_video(cfg))
 
 
 def num_classes_of(cfg: TrainConfig, dataset) -> int:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from mgm.data.transforms import normalise_video
 from mgm.train import distributed as D
 from mgm.errors import MGMError
 
@@ -49,7 +50,18 @@ def make_scaler(device: torch.device, precision: str):
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    """The batch's tensors on `device`, its video normalised there if the loader handed over uint8."""
+    out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    if "video" in out:
+        out["video"] = video_to_device(out["video"], device)
+    return out
+
+
+def video_to_device(video: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """video [B, 3, T, S, S] on `device`, float32 normalised: a uint8 batch (data.video_dtype) is
+    normalised after the copy, on the device (the same numbers as the workers' float32 path)."""
+    video = video.to(device, non_blocking=True)
+    return normalise_video(video) if video.dtype == torch.uint8 else video
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -214,7 +226,7 @@ def evaluate(predict: Callable, model: torch.nn.Module, loader, *, device: torch
     sums: dict[int, list] = {}  # video index -> [prob sum [K], views, label]
     bar = _progress(len(loader), desc, progress)
     for batch in loader:
-        video = batch["video"].to(device, non_blocking=True)
+        video = video_to_device(batch["video"], device)
         b = video.shape[0]
         views = 1
         if video.dim() == 6:
@@ -265,7 +277,7 @@ def extract_features(embed: Callable, model: torch.nn.Module, loader, *, device:
     feats, labels, indices = [], [], []
     bar = _progress(len(loader), "features", progress)
     for batch in loader:
-        video = batch["video"].to(device, non_blocking=True)
+        video = video_to_device(batch["video"], device)
         b, views = video.shape[0], (video.shape[1] if video.dim() == 6 else 1)
         with autocast(device, precision):
             f = embed(model, video.flatten(0, 1) if video.dim() == 6 else video)
