@@ -167,11 +167,13 @@ PRESETS = {
                                    Arm("mgm", 0.75, (("camera_comp", False),)),
                                    Arm("mgm", 0.75, (("focus", 0.5),)),
                                    Arm("mgm", 0.75, (("sigma", 1.0),)), Arm("mgm", 0.75, (("sigma", 4.0),)))),
-    # one H200 in <= 4 minutes, data generated included (`./run bench gpu`'s last section, docs/GPU.md):
-    # small's benchmark and target at 16 frames, ViT-S, batch 64, eager (7 runs would each pay a
-    # compilation), 8 loader workers per run. The step counts are an estimate (launch-bound eager
-    # steps of ~20 ms, ~70 s of data generation and decoding), not a measurement: the first GPU run
-    # times each unit (results/*.json "seconds") to correct them.
+    # `./run bench gpu`'s last section (docs/GPU.md): small's benchmark and target at 16 frames, ViT-S,
+    # batch 64, eager (7 runs would each pay a compilation), 8 loader workers per run. Sized for 4
+    # minutes on one H200 by an estimate (eager steps of ~20 ms); the first run (2026-12-04) measured
+    # ~0.15 s a step instead (scratch's unit 96 s, its splits' decoding included), so it takes ~12
+    # minutes there: step counts kept (fewer would leave every arm near chance) until the next GPU run's
+    # per-run step and data-wait times (gpu.json experiment.runs; float32 clips then, uint8 now) say
+    # where those seconds go.
     "gpu": SMALL.replace(arms=(Arm("tube", 0.9), Arm("tube", 0.75), Arm("mgm", 0.75)), seeds=(0,),
                          geometry=Geometry(num_frames=16, size=96, patch=16), stride=2, model="small",
                          pretrain_steps=1000, finetune_steps=400,
