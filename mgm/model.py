@@ -71,10 +71,10 @@ def pixels_last(patches: Tensor) -> Tensor:
 def split_ids(mask: Tensor) -> tuple[Tensor, Tensor]:
     """Token indices of a bool mask `[B, N]` (True = masked): visible `[B, N_vis]` and masked
     `[B, N_masked]`, each ascending (the order boolean indexing gives, as in VideoMAE)."""
-    counts = mask.sum(1)
-    if bool((counts != counts[0]).any()):
-        raise ValueError(f"every clip of a batch must mask the same number of tokens, got {counts.tolist()}")
-    num_masked = int(counts[0])
+    counts = mask.sum(1).tolist()  # one host sync (on a GPU) for the check and the split
+    if any(c != counts[0] for c in counts):
+        raise ValueError(f"every clip of a batch must mask the same number of tokens, got {counts}")
+    num_masked = counts[0]
     # A stable sort of the 0/1 mask puts visible tokens first, each group in ascending order.
     ids = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
     return ids[:, : mask.shape[1] - num_masked], ids[:, mask.shape[1] - num_masked:]

@@ -164,12 +164,25 @@ def test_nan_gradients_with_a_finite_loss_are_never_applied_or_saved(tmp_path):
     assert all(not C.nonfinite_tensors(C.load_checkpoint(p)["model"]) for p in saved)
 
 
-def test_an_update_that_overflows_the_weights_is_not_saved(tmp_path):
+@pytest.mark.parametrize("ckpt_every", [1, 0])  # a save right after the update, or the next step first
+def test_an_update_that_overflows_the_weights_is_not_saved(tmp_path, ckpt_every):
+    """An lr beyond float32's range makes the first update's weights inf. The loop checks weights
+    lazily: a save right after it refuses, or the next step's loss (NaN) finds them; either way
+    NonFiniteLossError names the update, and no checkpoint holds a non-finite weight."""
     torch.manual_seed(0)
     task = Task("pretrain", nn.Linear(3, 1), _mse)
-    with pytest.raises(NonFiniteLossError, match="made weights NaN/inf"):
-        fit(_cfg(tmp_path, "run.ckpt_every=1", "optim.base_lr=1e39", "optim.weight_decay=0"), task, Pairs())
-    assert all(not C.nonfinite_tensors(C.load_checkpoint(p)["model"]) for p in C.list_checkpoints(tmp_path / "t"))
+    with pytest.raises(NonFiniteLossError, match="an update up to step 1 made weights NaN/inf"):
+        fit(_cfg(tmp_path, f"run.ckpt_every={ckpt_every}", "optim.base_lr=1e45", "optim.weight_decay=0"), task, Pairs())
+    assert not C.list_checkpoints(tmp_path / "t")
+
+
+def test_huge_but_finite_weights_are_finite():
+    """The weights' check is exact: a sum of squares would overflow to inf on 1e30 weights."""
+    from mgm.train.loop import weights_finite
+
+    assert weights_finite([torch.full((4,), 1e30), torch.tensor([-3e38])])
+    assert not weights_finite([torch.ones(3), torch.tensor([1.0, float("inf")])])
+    assert not weights_finite([torch.tensor([float("nan")]), torch.ones(2)])
 
 
 def test_save_checkpoint_refuses_non_finite_weights(tmp_path):

@@ -118,33 +118,39 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
                 scaled = loss.float() / accum_steps
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
             loss_sum += loss.detach().double()
-        # One reduction per step: the logged loss, a NaN verdict and a stop request all ranks agree on.
-        reduced = D.all_reduce_mean({"loss": float(loss_sum) / accum_steps, "stop": float(bool(stop))}, device)
-        loss_value, stopping = reduced["loss"], reduced["stop"] > 0
-        step_no = step_offset + local_step + 1
-        if not math.isfinite(loss_value):
-            _abort(optimizer, bar, f"non-finite loss ({loss_value}) at step {step_no}; stopped before the "
-                                   f"optimizer step")
         if scaler is not None:
             scaler.unscale_(optimizer)
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        grad_norm = _clip_grad_norm(params, clip_grad)
+        norm = _grad_norm(params)
+        # One host sync per step reads both verdicts (loss, gradient norm) at once: on a GPU every
+        # read drains the queue the next step's kernels would otherwise be launched into.
+        verdicts = (loss_sum / accum_steps).reshape(1) if norm is None else torch.stack([loss_sum / accum_steps,
+                                                                                      norm.double()])
+        local_loss, grad_norm = (verdicts.tolist() + [0.0])[:2]
+        # One reduction per step: the logged loss, a NaN verdict and a stop request all ranks agree on.
+        reduced = D.all_reduce_mean({"loss": local_loss, "stop": float(bool(stop))}, device)
+        loss_value, stopping = reduced["loss"], reduced["stop"] > 0
+        step_no = step_offset + local_step + 1
+        if not math.isfinite(loss_value):
+            if not weights_finite(params):  # the weights are checked lazily (below): the likeliest cause
+                _abort(optimizer, bar, _poisoned(step_no - 1, lr))
+            _abort(optimizer, bar, f"non-finite loss ({loss_value}) at step {step_no}; stopped before the "
+                                   f"optimizer step")
         # A finite loss can still back-propagate NaN/inf gradients (an overflow in one layer). With
         # fp16 the GradScaler skips such steps by design; otherwise they would poison every weight.
         if scaler is None and not math.isfinite(grad_norm):
             _abort(optimizer, bar, f"non-finite gradients (norm {grad_norm}) at step {step_no} with a finite "
                                    f"loss ({loss_value:.4g}); stopped before the optimizer step")
+        _clip(params, norm, grad_norm, clip_grad)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        # Finite gradients times a huge lr can still overflow a weight: one fused norm per step finds it.
-        if params and not _finite_norm(params):
-            _close(bar)
-            raise NonFiniteLossError(f"the update at step {step_no} made weights NaN/inf (lr {lr:.3g} "
-                                     f"too high?); the training state is not saved")
+        # Finite gradients times a huge lr can still overflow a weight. Not checked every step (a pass
+        # over the weights and a host sync): the next step's loss turns NaN (checked above), and no
+        # checkpoint is written without a check (fit's save, checkpoint.save_checkpoint).
         total_loss += loss_value
         done += 1
         metrics = {"loss": loss_value, "lr": lr, "grad_norm": grad_norm,
@@ -170,29 +176,35 @@ def _abort(optimizer, bar, message: str):
 
 
 @torch.no_grad()
-def _clip_grad_norm(params: list[torch.Tensor], clip: float) -> float:
-    """The global L2 norm of the gradients; with clip > 0 they are scaled to at most `clip`.
-
-    The same numbers as torch.nn.utils.clip_grad_norm_ (norm of the per-tensor norms, coefficient
-    clip / (norm + 1e-6)), but one call for all tensors, and no multiply when the coefficient would
-    be 1: clip_grad_norm_ multiplies by the clamped coefficient anyway to avoid a device sync, but
-    the loop reads the norm on the host every step, so the test is free and saves a pass over every
-    gradient on the steps that do not clip.
-    """
+def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
+    """The global L2 norm of the gradients, a 0-dim tensor on their device (None without any): the
+    norm of the per-tensor norms, as torch.nn.utils.clip_grad_norm_, in one call for all tensors."""
     if not params:
-        return 0.0
-    grads = [p.grad for p in params]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    if clip > 0:
-        coef = clip / (norm + 1e-6)
-        if coef < 1:
-            torch._foreach_mul_(grads, coef)
-    return float(norm)
+        return None
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
 
 
 @torch.no_grad()
-def _finite_norm(tensors: list[torch.Tensor]) -> bool:
-    return math.isfinite(float(torch.stack(torch._foreach_norm(tensors)).sum()))
+def _clip(params: list[torch.Tensor], norm: torch.Tensor | None, norm_value: float, clip: float) -> None:
+    """With clip > 0, scale the gradients to a norm of at most `clip`: torch's clip_grad_norm_ numbers
+    bit for bit (coefficient clip / (norm + 1e-6) clamped to 1, computed on the device), but no pass
+    over the gradients on a step that cannot clip. clip_grad_norm_ multiplies anyway to avoid a sync;
+    the loop has already read the norm (norm_value), so the test is free."""
+    if clip <= 0 or norm is None or norm_value + 1e-6 < clip * (1 - 1e-5):  # surely a multiply by 1
+        return
+    torch._foreach_mul_([p.grad for p in params], (clip / (norm + 1e-6)).clamp(max=1.0))
+
+
+@torch.no_grad()
+def weights_finite(params: list[torch.Tensor]) -> bool:
+    """Whether every tensor of `params` is finite: one fused max-abs norm (a sum of squares would
+    overflow to inf on huge but finite weights), one host sync."""
+    return not params or math.isfinite(float(torch.stack(torch._foreach_norm(params, float("inf"))).max()))
+
+
+def _poisoned(step: int, lr: float) -> str:
+    return (f"an update up to step {step} made weights NaN/inf (lr {lr:.3g} too high?); the training "
+            f"state is not saved")
 
 
 def _close(bar) -> None:
