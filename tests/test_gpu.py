@@ -13,6 +13,7 @@ only in summation order, ~1e-6 relative):
     under sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION]), where needing the math fallback raises;
   - a one-process NCCL group: all_reduce, and DDP's gradient all-reduce equal to a plain backward
     (1e-5 relative);
+  - uint8 clips (data.video_dtype) normalised on CUDA equal the CPU's float32 clips bit for bit;
   - mgm's engine on the GPU: `fit` pre-trains (bf16, torch.compile, pinned loader workers), resumes
     from its checkpoint, and a fine-tune initialised from it evaluates.
 """
@@ -145,6 +146,18 @@ def test_finetune_on_cuda_matches_the_cpu():
     (loss, grads), (want_loss, want) = compare_devices(lambda: VideoMAEClassifier(cfg), finetune_loss(video, labels), CUDA)
     assert math.isclose(loss, want_loss, rel_tol=1e-5)
     assert_same_grads(grads, want, total=1e-4, each=1e-3)
+
+
+def test_uint8_clips_normalised_on_cuda_equal_the_cpu_float_path():
+    """data.video_dtype: a uint8 batch copied to the GPU and normalised there (the loop's
+    video_to_device) equals the float32 clips the workers would have made on the CPU, bit for bit."""
+    from mgm.data.transforms import normalise_video
+    from mgm.train.loop import video_to_device
+
+    u8 = torch.randint(0, 256, (2, 3, 4, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    on_gpu = video_to_device(u8.pin_memory(), CUDA)
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.float32
+    assert torch.equal(on_gpu.cpu(), normalise_video(u8))
 
 
 def test_bf16_autocast_on_cuda_tracks_fp32():
