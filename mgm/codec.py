@@ -42,6 +42,9 @@ REENCODE_HINT = "re-encode it to H.264, e.g. `mgm transcode VIDEO --out DIR`"
 # every clip: 16 threads (a 16-core machine's default) cost +27% CPU on a 640x272 clip's 32 frames,
 # +1-8% at 720p, against 1 (2026-12-04, RESULTS.md, "Data loader").
 CLIP_THREADS = 1
+# read_frames decodes a non-reference frame outside the clip not at all (iter_frames' `only`); off
+# only to measure what that saves (`./run bench data --skip-rounds`).
+SKIP_NONREF = True
 
 
 def __getattr__(name):
@@ -204,25 +207,29 @@ def _indexer(stream, base_pts):
 
 
 def iter_frames(path, *, pixels: bool = True, motion: bool = True, start: int = 0,
-                stop: int | None = None, fast: bool = False, threads: int | None = None) -> Iterator[Frame]:
+                stop: int | None = None, fast: bool = False, threads: int | None = None,
+                only: set | None = None) -> Iterator[Frame]:
     """Decode frames `start <= index < stop` in display order, with pixels and/or motion vectors.
 
     `fast=True` (motion only) skips the loop filter and the inverse DCT: identical vectors, less work.
     For `start > 0` it seeks to the keyframe before `start` and decodes forward, using timestamps
     to recover display indices; if the container has no usable timestamps it decodes from the start.
     threads: the decoder's slice threads (None: one per core; the same frames and vectors either way).
+    only: display indices the caller needs (pixels only): on the seek path (start > 0, timestamps) a
+    non-reference frame outside them is not decoded at all (FFmpeg's skip_frame, set per packet; no
+    other frame depends on it, so the rest decode to the same pixels), and is not yielded.
     """
     if fast and pixels:
         raise ValueError("fast=True corrupts pixels; use it only with pixels=False")
     path = os.fspath(path)
     container, stream = _open_for(path, motion=motion, fast=fast, threads=threads)
     try:
-        yield from _decoded(container, stream, path, pixels, motion, start, stop)
+        yield from _decoded(container, stream, path, pixels, motion, start, stop, only)
     finally:
         container.close()
 
 
-def _decoded(container, stream, path, pixels, motion, start, stop) -> Iterator[Frame]:
+def _decoded(container, stream, path, pixels, motion, start, stop, only=None) -> Iterator[Frame]:
     """iter_frames on an open, configured container (read_motion opens it once for everything)."""
     import av
 
@@ -237,13 +244,13 @@ def _decoded(container, stream, path, pixels, motion, start, stop) -> Iterator[F
             container.seek(0)
             by_pts = False
     count = 0
+    skipping = only is not None and by_pts and not motion  # skips need each packet's display index
     try:
-        for frame in container.decode(stream):
+        for frame in (_decode_only(container, stream, index_of, only) if skipping else container.decode(stream)):
             index = index_of(frame.pts) if by_pts else count
             if by_pts and count == 0 and (index is None or index > start):
                 # No timestamps, or the seek overshot: count frames from the very start.
-                container.seek(0)
-                yield from _count_from_start(container, stream, pixels, motion, start, stop)
+                yield from _from_the_start(container, stream, pixels, motion, start, stop)
                 return
             count += 1
             if index < start:
@@ -251,10 +258,33 @@ def _decoded(container, stream, path, pixels, motion, start, stop) -> Iterator[F
             if stop is not None and index >= stop:
                 break
             yield _wrap(frame, index, pixels, motion)
+        if by_pts and count == 0:
+            # Nothing decoded after the seek: MPEG-TS seeks land on the packet at the time asked,
+            # keyframe or not, and past the last keyframe nothing decodes (a clip over the tail).
+            yield from _from_the_start(container, stream, pixels, motion, start, stop)
     except av.FFmpegError as e:
         if count == 0:
             raise VideoError(path, f"cannot decode ({_short(e)})") from None
         # A truncated tail: keep what decoded, as players do.
+
+
+def _decode_only(container, stream, index_of, wanted: set):
+    """container.decode(stream), with every packet whose frame is not `wanted` decoded only if it is
+    a reference frame (skip_frame NONREF for that packet; a packet without a timestamp, the final
+    flush included, is decoded as usual). At stride 4 over x264's default B-frames this skips ~40%
+    of the frames of a clip's read (docs/RESULTS.md, "Data loader")."""
+    ctx = stream.codec_context
+    for packet in container.demux(stream):
+        i = index_of(packet.pts)
+        ctx.skip_frame = "DEFAULT" if i is None or i in wanted else "NONREF"
+        yield from packet.decode()
+
+
+def _from_the_start(container, stream, pixels, motion, start, stop):
+    """The frames start <= index < stop, decoded from the first and counted (no seek, no skips)."""
+    stream.codec_context.skip_frame = "DEFAULT"
+    container.seek(0)
+    yield from _count_from_start(container, stream, pixels, motion, start, stop)
 
 
 def _count_from_start(container, stream, pixels, motion, start, stop):
@@ -473,10 +503,20 @@ def read_frames(path, indices: Sequence[int], *, threads: int | None = None) -> 
     """Pixels only (no motion-vector export): uint8 [T, H, W, 3] of display indices `indices`
     (non-decreasing; past the end repeats the last decoded frame). threads: as iter_frames'."""
     indices = np.asarray(indices, dtype=np.int64)
-    kept: dict = {}
-    for _ in _keeping(iter_frames(path, pixels=True, motion=False, start=int(indices.min()),
-                                  stop=int(indices.max()) + 1, threads=threads), indices, kept):
-        pass
+    start, wanted = int(indices.min()), set(indices.tolist())
+
+    def read(only):
+        kept: dict = {}
+        for _ in _keeping(iter_frames(path, pixels=True, motion=False, start=start, stop=int(indices.max()) + 1,
+                                      threads=threads, only=only), indices, kept):
+            pass
+        return kept
+
+    kept = read(wanted if SKIP_NONREF else None)
+    if start > 0 and not wanted <= kept.keys():
+        # Padding past the end: the last frame must be the video's own, which a skip may have passed
+        # over (a non-reference frame nobody asked for). Rare (a clip over a video's tail): read all.
+        kept = read(None)
     if not kept:
         raise VideoError(path, f"no frame decoded at or after frame {int(indices.min())}")
     return _picked(kept, indices)

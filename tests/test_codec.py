@@ -427,3 +427,32 @@ def test_one_decoding_thread_reads_what_slice_threads_read(encode):
     for a, b in zip(many[:3], one[:3]):
         np.testing.assert_array_equal(a, b)
     assert_same_field(codec.read_motion(path, jobs=1, threads=4), codec.read_motion(path, jobs=2, threads=1))
+
+
+@pytest.mark.parametrize("name, params, skips", [
+    ("skip_b.mp4", "bframes=3:ref=3:b-pyramid=normal:keyint=24:min-keyint=24:scenecut=0", True),  # x264's default B-frames
+    ("skip_open.mp4", "bframes=3:ref=3:keyint=24:min-keyint=24:scenecut=0:open-gop=1", True),
+    ("skip_p.mp4", "bframes=0:ref=1:keyint=24:min-keyint=24:scenecut=0", False),  # nothing to skip
+    # MPEG-TS seeks land on any packet, not a keyframe: reads count from the start instead (no skips);
+    # from frame 50, past the last keyframe (48), nothing decoded after the seek (was: "no frame decoded")
+    ("skip_b.ts", "bframes=3:ref=3:b-pyramid=none:keyint=24:min-keyint=24:scenecut=0", False),
+])
+def test_read_frames_skips_unwanted_non_reference_frames_and_reads_the_same_pixels(encode, name, params, skips):
+    """read_frames decodes a non-reference frame nobody asked for not at all (skip_frame per packet):
+    the frames asked for are the full decode's, bit for bit, at any start and stride, and a clip over
+    the video's end still repeats the video's own last frame."""
+    frames, _ = moving_square_frames(n=70, vx=1, vy=0, start=(8, 8), pan=(1, 0))
+    path = encode(name, frames, options={"x264-params": params + ":threads=1"})
+    every = np.stack([f.rgb for f in codec.iter_frames(path, motion=False)])
+    assert len(every) == 70
+    for start, stride in [(5, 4), (13, 2), (30, 3), (1, 8), (0, 4), (40, 2)]:
+        indices = start + stride * np.arange(8)
+        np.testing.assert_array_equal(codec.read_frames(path, indices), every[indices], err_msg=f"{start}, {stride}")
+    past = 50 + 4 * np.arange(8)  # 50 .. 78: frames 70 .. 78 repeat frame 69
+    np.testing.assert_array_equal(codec.read_frames(path, past), every[np.minimum(past, 69)])
+    # and it does skip where there are B-frames: fewer frames decoded for a stride-4 clip from frame 29
+    wanted = set(range(29, 61, 4))
+    read = [f.index for f in codec.iter_frames(path, motion=False, start=29, stop=61, only=wanted)]
+    full = [f.index for f in codec.iter_frames(path, motion=False, start=29, stop=61)]
+    assert wanted <= set(read) and full == list(range(29, 61))
+    assert (len(read) < len(full)) == skips, (len(read), len(full))

