@@ -230,26 +230,20 @@ def throughput(args):
                                        "rounds": [round(v, 2) for v in ms[c]], "round_ratios": [round(r, 3) for r in ratios]})
             print(f"{c:>12} {m:>8.1f} {1000 / m:>12.1f} {statistics.median(ratios):>7.3f}  "
                   f"{min(ratios):.3f}-{max(ratios):.3f}")
-    if args.heap_rounds:
-        print(f"\nworkers' malloc setting (mgm.heap) vs glibc's defaults: DataLoader, 2 workers, {args.clips} "
-              f"clips a run, alternated over {args.heap_rounds} rounds, load {os.getloadavg()[0]:.2f}")
-        print(f"{'config':>12} {'x default':>9}  range of the rounds  worker peak RSS: default -> set")
-        result["heap"] = loader_ab(samples, geo, args.stride, args.cache, args.clips, args.heap_rounds,
-                                   on={"init": reuse_freed_memory}, off={"init": None})
-    if args.skip_rounds:
-        print(f"\nnon-reference frames outside the clip skipped (codec.SKIP_NONREF) vs decoded: DataLoader, "
-              f"2 workers, {args.clips} clips a run, alternated over {args.skip_rounds} rounds, "
-              f"load {os.getloadavg()[0]:.2f} (mgm reads motion from every frame: nothing to skip)")
-        print(f"{'config':>12} {'x decoded':>9}  range of the rounds  worker peak RSS: decoded -> skipped")
-        result["skip_nonref"] = loader_ab(samples, geo, args.stride, args.cache, args.clips, args.skip_rounds,
-                                          on={"skip_nonref": True}, off={"skip_nonref": False})
-    if args.uint8_rounds:
-        print(f"\nuint8 clips (data.video_dtype=uint8, normalised by the training loop) vs float32: DataLoader, "
-              f"2 workers, {args.clips} clips a run, alternated over {args.uint8_rounds} rounds, "
+    for key, rounds, what, sides, on, off in (
+            ("heap", args.heap_rounds, "workers' malloc setting (mgm.heap) vs glibc's defaults", ("default", "set"),
+             {"init": reuse_freed_memory}, {"init": None}),
+            ("skip_nonref", args.skip_rounds, "non-reference frames outside the clip skipped (codec.SKIP_NONREF) vs "
+             "decoded (mgm reads motion from every frame: nothing to skip)", ("decoded", "skipped"),
+             {"skip_nonref": True}, {"skip_nonref": False}),
+            ("uint8", args.uint8_rounds, "uint8 clips (data.video_dtype=uint8, normalised by the training loop) vs "
+             "float32", ("float32", "uint8"), {"uint8": True}, {"uint8": False})):
+        if not rounds:
+            continue
+        print(f"\n{what}: DataLoader, 2 workers, {args.clips} clips a run, alternated over {rounds} rounds, "
               f"load {os.getloadavg()[0]:.2f}; clips per CPU-second of the workers and the receiving process")
-        print(f"{'config':>12} {'x float32':>9}  range of the rounds  worker peak RSS: float32 -> uint8")
-        result["uint8"] = loader_ab(samples, geo, args.stride, args.cache, args.clips, args.uint8_rounds,
-                                    on={"uint8": True}, off={"uint8": False})
+        print(f"{'config':>12} {'x ' + sides[0]:>9}  range of the rounds  worker peak RSS: {sides[0]} -> {sides[1]}")
+        result[key] = loader_ab(samples, geo, args.stride, args.cache, args.clips, rounds, on=on, off=off)
     result["load_after"] = list(os.getloadavg())
     return result
 
