@@ -42,8 +42,9 @@ REENCODE_HINT = "re-encode it to H.264, e.g. `mgm transcode VIDEO --out DIR`"
 # every clip: 16 threads (a 16-core machine's default) cost +27% CPU on a 640x272 clip's 32 frames,
 # +1-8% at 720p, against 1 (2026-12-04, RESULTS.md, "Data loader").
 CLIP_THREADS = 1
-# read_frames decodes a non-reference frame outside the clip not at all (iter_frames' `only`); off
-# only to measure what that saves (`./run bench data --skip-rounds`).
+# read_frames and read_clip decode a non-reference frame outside the clip not at all (iter_frames'
+# `only`: for read_clip, the frames between the keyframe a seek lands on and the clip's first motion
+# frame); off only to measure what that saves (`./run bench data --skip-rounds`).
 SKIP_NONREF = True
 
 
@@ -215,9 +216,9 @@ def iter_frames(path, *, pixels: bool = True, motion: bool = True, start: int = 
     For `start > 0` it seeks to the keyframe before `start` and decodes forward, using timestamps
     to recover display indices; if the container has no usable timestamps it decodes from the start.
     threads: the decoder's slice threads (None: one per core; the same frames and vectors either way).
-    only: display indices the caller needs (pixels only): on the seek path (start > 0, timestamps) a
-    non-reference frame outside them is not decoded at all (FFmpeg's skip_frame, set per packet; no
-    other frame depends on it, so the rest decode to the same pixels), and is not yielded.
+    only: display indices the caller needs: on the seek path (start > 0, timestamps) a non-reference
+    frame outside them is not decoded at all (FFmpeg's skip_frame, set per packet; no other frame
+    depends on it, so the rest decode to the same pixels and vectors), and is not yielded.
     """
     if fast and pixels:
         raise ValueError("fast=True corrupts pixels; use it only with pixels=False")
@@ -244,7 +245,7 @@ def _decoded(container, stream, path, pixels, motion, start, stop, only=None) ->
             container.seek(0)
             by_pts = False
     count = 0
-    skipping = only is not None and by_pts and not motion  # skips need each packet's display index
+    skipping = only is not None and by_pts  # skips need each packet's display index
     try:
         for frame in (_decode_only(container, stream, index_of, only) if skipping else container.decode(stream)):
             index = index_of(frame.pts) if by_pts else count
@@ -539,8 +540,11 @@ def read_clip(path, indices: Sequence[int], *, stride: int | None = None, block:
     first = max(int(indices.min()) - stride + 1, 0)
     last = int(indices.max())
     kept: dict = {}
-    frames = _keeping(iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1, threads=threads),
-                      indices, kept)
+    # Every frame from `first` on gives motion or pixels; before it (back to the keyframe the seek
+    # lands on) only references matter: a clip over a video's tail still decodes its true last frame.
+    only = set(range(first, last + 1)) if SKIP_NONREF else None
+    frames = _keeping(iter_frames(path, pixels=True, motion=True, start=first, stop=last + 1, threads=threads,
+                                  only=only), indices, kept)
     with gridding.young_heap():
         try:
             try:

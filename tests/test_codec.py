@@ -5,6 +5,7 @@ import gc
 import os
 import sys
 
+import av
 import numpy as np
 import pytest
 
@@ -456,3 +457,30 @@ def test_read_frames_skips_unwanted_non_reference_frames_and_reads_the_same_pixe
     full = [f.index for f in codec.iter_frames(path, motion=False, start=29, stop=61)]
     assert wanted <= set(read) and full == list(range(29, 61))
     assert (len(read) < len(full)) == skips, (len(read), len(full))
+
+
+def test_read_clip_skips_non_reference_frames_before_the_clip_and_reads_the_same(encode, monkeypatch):
+    """read_clip decodes the frames from the keyframe a seek lands on up to the clip's first motion
+    frame only as references: the pixels, vectors and motion are those of a read without skips."""
+    frames, _ = moving_square_frames(n=70, vx=1, vy=0, start=(8, 8), pan=(1, 0))
+    path = encode("skip_clip_b.mp4", frames, options={
+        "x264-params": "bframes=3:ref=3:b-pyramid=normal:keyint=40:min-keyint=40:scenecut=0:threads=1"})
+    for start, stride in [(30, 2), (55, 4), (17, 3), (62, 4)]:  # (62, 4): over the end, padded
+        indices = start + stride * np.arange(6)
+        got = codec.read_clip(path, indices, stride=stride)
+        monkeypatch.setattr(codec, "SKIP_NONREF", False)
+        want = codec.read_clip(path, indices, stride=stride)
+        monkeypatch.setattr(codec, "SKIP_NONREF", True)
+        for a, b in zip(got[:3], want[:3]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{start}, {stride}")
+        assert_same_field(got[3], want[3])
+    # the seek to frame 50 lands on keyframe 40: of the 10 frames before the clip, the non-reference
+    # ones are not decoded (x264 here: 41, 43, 45, 47, 49), every frame of the clip is
+    decoded = []
+    inner = codec._decode_only
+    monkeypatch.setattr(codec, "_decode_only", lambda *a: (decoded.append(f) or f for f in inner(*a)))
+    read = [f.index for f in codec.iter_frames(path, start=50, stop=60, only=set(range(50, 60)))]
+    with av.open(path) as container:
+        index_of = codec._indexer(container.streams.video[0], container.streams.video[0].start_time or 0)
+    before = [index_of(f.pts) for f in decoded if index_of(f.pts) < 50]
+    assert read == list(range(50, 60)) and before[0] == 40 and len(before) < 10, before

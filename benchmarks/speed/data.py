@@ -234,7 +234,7 @@ def throughput(args):
             ("heap", args.heap_rounds, "workers' malloc setting (mgm.heap) vs glibc's defaults", ("default", "set"),
              {"init": reuse_freed_memory}, {"init": None}),
             ("skip_nonref", args.skip_rounds, "non-reference frames outside the clip skipped (codec.SKIP_NONREF) vs "
-             "decoded (mgm reads motion from every frame: nothing to skip)", ("decoded", "skipped"),
+             "decoded (mgm: only before the clip's first motion frame)", ("decoded", "skipped"),
              {"skip_nonref": True}, {"skip_nonref": False}),
             ("uint8", args.uint8_rounds, "uint8 clips (data.video_dtype=uint8, normalised by the training loop) vs "
              "float32", ("float32", "uint8"), {"uint8": True}, {"uint8": False})):
