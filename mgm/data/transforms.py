@@ -19,6 +19,7 @@ Crops (VideoMAE / TSN conventions):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -91,11 +92,19 @@ def normalise_video(video, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """uint8 [..., 3, T, S, S] (a clip or a batch, on any device) -> float32, normalised as
     `normalise`, bit for bit: the training loop's half of a loader that hands over uint8 clips
     (ClipTransform(uint8=True)), a quarter of the bytes through worker memory, pinning and the copy."""
+    shift, scale = _pixel_scale(tuple(mean), tuple(std), video.device)
+    return video.float().sub_(shift).div_(scale)
+
+
+@lru_cache(maxsize=None)
+def _pixel_scale(mean: tuple, std: tuple, device):
+    """(255 mean, 255 std) float32 [3, 1, 1, 1] on `device`, made once per device: built there per
+    batch, a small tensor from host memory is a copy that waits for the device's queue (a host sync
+    in the training loop's every step). Computed on the CPU, so every device divides by the same
+    float32 numbers."""
     import torch
 
-    scale = dict(dtype=torch.float32, device=video.device)
-    out = video.float()
-    return out.sub_(torch.tensor(mean, **scale).view(3, 1, 1, 1) * 255).div_(torch.tensor(std, **scale).view(3, 1, 1, 1) * 255)
+    return tuple((torch.tensor(v).view(3, 1, 1, 1) * 255).to(device) for v in (mean, std))
 
 
 @dataclass
