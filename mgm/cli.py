@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import signal
 import sys
 import warnings
 
@@ -49,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except Stopped as e:
+        from mgm.train.stopping import exit_code
+
         print(f"mgm {args.command}: {e}", file=sys.stderr)
-        return 128 + int(getattr(signal.Signals, e.signal_name, signal.SIGTERM))
+        return exit_code(e.signal_name)
     except MGMError as e:
         print(f"mgm {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -513,8 +513,9 @@ def read_frames(path, indices: Sequence[int], *, threads: int | None = None) -> 
             pass
         return kept
 
-    kept = read(wanted if SKIP_NONREF else None)
-    if start > 0 and not wanted <= kept.keys():
+    only = wanted if SKIP_NONREF and start > 0 else None  # skips happen on the seek path only
+    kept = read(only)
+    if only is not None and not wanted <= kept.keys():
         # Padding past the end: the last frame must be the video's own, which a skip may have passed
         # over (a non-reference frame nobody asked for). Rare (a clip over a video's tail): read all.
         kept = read(None)

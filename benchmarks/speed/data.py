@@ -129,24 +129,27 @@ def loader_rate(samples, geo, config, workers, clips, stride, cache_dir, batch=8
     """(clips per second after the first batch, clips per CPU-second over every clip and every
     process of the loader: this one and its workers, read before they exit). `init`: the workers'
     worker_init_fn, training's by default (fit.make_loader); `peaks`: a list to get the workers'
-    peak RSS (MiB); uint8: the workers hand over uint8 clips; skip_nonref: codec.SKIP_NONREF in the
-    workers (forked: they take this process's value)."""
-    codec.SKIP_NONREF = skip_nonref
+    peak RSS (MiB); uint8: the workers hand over uint8 clips; skip_nonref: codec.SKIP_NONREF while
+    it runs (forked workers take this process's value), restored after."""
     ds = config_dataset(samples, geo, config, stride, cache_dir, uint8)
     idx = [i % len(ds) for i in range(clips + batch)]
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, sampler=idx,
                                          worker_init_fn=init)
-    cpu0 = time.process_time()
-    it = iter(loader)
-    first = next(it)["video"].shape[0]  # warm-up: worker start, first decode
-    t0 = time.perf_counter()
-    n = sum(next(it)["video"].shape[0] for _ in range(len(loader) - 1))  # not past the end: workers stay
-    wall = time.perf_counter() - t0
-    pids = [w.pid for w in getattr(it, "_workers", [])]
-    cpu = time.process_time() - cpu0 + _cpu_seconds(pids)
-    if peaks is not None:
-        peaks.extend(_peak_rss_mib(p) for p in pids)
-    del it
+    default, codec.SKIP_NONREF = codec.SKIP_NONREF, skip_nonref
+    try:
+        cpu0 = time.process_time()
+        it = iter(loader)
+        first = next(it)["video"].shape[0]  # warm-up: worker start, first decode
+        t0 = time.perf_counter()
+        n = sum(next(it)["video"].shape[0] for _ in range(len(loader) - 1))  # not past the end: workers stay
+        wall = time.perf_counter() - t0
+        pids = [w.pid for w in getattr(it, "_workers", [])]
+        cpu = time.process_time() - cpu0 + _cpu_seconds(pids)
+        if peaks is not None:
+            peaks.extend(_peak_rss_mib(p) for p in pids)
+        del it
+    finally:
+        codec.SKIP_NONREF = default
     return n / wall, (first + n) / cpu
 
 

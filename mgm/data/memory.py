@@ -160,8 +160,9 @@ def _decode_all(path):
 
 class MemoryClips(torch.utils.data.Dataset):
     """Clips sampled from a DecodedSplit: {"video" float [C, T, H, W] (ImageNet-normalised; with
-    uint8, uint8 [C, T, H, W] unnormalised), "label", "index"} plus "mask" bool [N] with a mask generator (and "decoder_mask" bool [N] when it
-    carries one, see mgm.train.datasets.mask_generator), "motion" float [T, 2, H', W'] with
+    uint8, uint8 [C, T, H, W] unnormalised), "label", "index"} plus "mask" bool [N] with a mask
+    generator (and "decoder_mask" bool [N] when it carries one, see
+    mgm.train.datasets.mask_generator), "motion" float [T, 2, H', W'] with
     `return_motion`. The clip path is the streaming dataset's (mgm/data/clip.py): whole frames
     resized to the geometry's size, no crop and no flips (they would swap the motion classes).
     Random starts (train) and masks derive from (seed, epoch, entry) only, evaluation clips (centred)

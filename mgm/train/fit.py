@@ -25,8 +25,8 @@ from mgm.train import distributed as D
 from mgm.train import rundir
 from mgm.train.config import TrainConfig
 from mgm.train.log import RunLog, read_log
-from mgm.train.loop import (NonFiniteLossError, evaluate, make_scaler, resolve_precision, train_one_epoch,
-                            weights_finite)
+from mgm.train.loop import (NonFiniteLossError, evaluate, make_scaler, poisoned, resolve_precision,
+                            train_one_epoch, weights_finite)
 from mgm.train.optim import CosineSchedule, build_optimizer, scaled_lr
 from mgm.train.stopping import StopRequest, shield_worker
 
@@ -238,8 +238,7 @@ def _fit(cfg: TrainConfig, task: Task, train_set, val_set, info: D.DistInfo, sto
         # The loop checks the weights lazily (when a loss turns NaN); a checkpoint is never written
         # without a check. Every rank holds the same weights, so every rank stops here alike.
         if not weights_finite(list(model.parameters())):
-            raise NonFiniteLossError(f"an update up to step {step_} made weights NaN/inf (lr too high?); "
-                                     f"not saved")
+            raise NonFiniteLossError(poisoned(step_, optimizer.param_groups[0]["lr"]))
         rngs = D.all_gather_objects(C.capture_rng())  # every rank's stream, for exact resume
 
         def write():

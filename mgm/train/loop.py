@@ -121,19 +121,17 @@ def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, loader, optimizer
         if scaler is not None:
             scaler.unscale_(optimizer)
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        norm = _grad_norm(params)
+        norm = _grad_norm(params, device)
         # One host sync per step reads both verdicts (loss, gradient norm) at once: on a GPU every
         # read drains the queue the next step's kernels would otherwise be launched into.
-        verdicts = (loss_sum / accum_steps).reshape(1) if norm is None else torch.stack([loss_sum / accum_steps,
-                                                                                      norm.double()])
-        local_loss, grad_norm = (verdicts.tolist() + [0.0])[:2]
+        local_loss, grad_norm = torch.stack([loss_sum / accum_steps, norm.double()]).tolist()
         # One reduction per step: the logged loss, a NaN verdict and a stop request all ranks agree on.
         reduced = D.all_reduce_mean({"loss": local_loss, "stop": float(bool(stop))}, device)
         loss_value, stopping = reduced["loss"], reduced["stop"] > 0
         step_no = step_offset + local_step + 1
         if not math.isfinite(loss_value):
             if not weights_finite(params):  # the weights are checked lazily (below): the likeliest cause
-                _abort(optimizer, bar, _poisoned(step_no - 1, lr))
+                _abort(optimizer, bar, poisoned(step_no - 1, lr))
             _abort(optimizer, bar, f"non-finite loss ({loss_value}) at step {step_no}; stopped before the "
                                    f"optimizer step")
         # A finite loss can still back-propagate NaN/inf gradients (an overflow in one layer). With
@@ -176,21 +174,21 @@ def _abort(optimizer, bar, message: str):
 
 
 @torch.no_grad()
-def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
-    """The global L2 norm of the gradients, a 0-dim tensor on their device (None without any): the
-    norm of the per-tensor norms, as torch.nn.utils.clip_grad_norm_, in one call for all tensors."""
+def _grad_norm(params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The global L2 norm of the gradients, a 0-dim tensor on their device (0 on `device` without
+    any): the norm of the per-tensor norms, as torch.nn.utils.clip_grad_norm_, in one call."""
     if not params:
-        return None
+        return torch.zeros((), device=device)
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
 
 
 @torch.no_grad()
-def _clip(params: list[torch.Tensor], norm: torch.Tensor | None, norm_value: float, clip: float) -> None:
+def _clip(params: list[torch.Tensor], norm: torch.Tensor, norm_value: float, clip: float) -> None:
     """With clip > 0, scale the gradients to a norm of at most `clip`: torch's clip_grad_norm_ numbers
     bit for bit (coefficient clip / (norm + 1e-6) clamped to 1, computed on the device), but no pass
     over the gradients on a step that cannot clip. clip_grad_norm_ multiplies anyway to avoid a sync;
     the loop has already read the norm (norm_value), so the test is free."""
-    if clip <= 0 or norm is None or norm_value + 1e-6 < clip * (1 - 1e-5):  # surely a multiply by 1
+    if clip <= 0 or norm_value + 1e-6 < clip * (1 - 1e-5):  # surely a multiply by 1
         return
     torch._foreach_mul_([p.grad for p in params], (clip / (norm + 1e-6)).clamp(max=1.0))
 
@@ -202,7 +200,8 @@ def weights_finite(params: list[torch.Tensor]) -> bool:
     return not params or math.isfinite(float(torch.stack(torch._foreach_norm(params, float("inf"))).max()))
 
 
-def _poisoned(step: int, lr: float) -> str:
+def poisoned(step: int, lr: float) -> str:
+    """The message of NonFiniteLossError when an update made the weights NaN/inf, found up to `step`."""
     return (f"an update up to step {step} made weights NaN/inf (lr {lr:.3g} too high?); the training "
             f"state is not saved")
 
